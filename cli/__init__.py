@@ -1,0 +1,1 @@
+"""The ``aecodec`` command line (click)."""

@@ -1,0 +1,303 @@
+"""aecodec command line: a thin layer over ``codec``.
+
+Each error becomes one line on stderr and exit status 1 (2 for usage
+errors, as click does); ``--debug`` shows the traceback. ``--help``,
+``info`` and ``models`` never import torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import click
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
+                  ".gif", ".avif", ".heic", ".tga"}
+
+
+class Failure(Exception):
+    """A user-facing error: its message is printed as is."""
+
+
+def _fail_line(exc: BaseException) -> str:
+    known = (ValueError, OSError, KeyError, Failure, RuntimeError)
+    if isinstance(exc, KeyError):
+        return str(exc.args[0]) if exc.args else "missing key"
+    if isinstance(exc, known):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)"
+
+
+def guarded(fn):
+    """Run a command; turn any exception into one line and exit 1."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        debug = (ctx.find_root().obj or {}).get("debug", False)
+        try:
+            return fn(*args, **kwargs)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - this is the error boundary
+            if debug:
+                raise
+            if isinstance(exc, KeyboardInterrupt):
+                click.echo("aecodec: interrupted", err=True)
+                sys.exit(130)
+            click.echo(f"aecodec: error: {_fail_line(exc)}", err=True)
+            sys.exit(1)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option("0.1.0", prog_name="aecodec")
+@click.pass_context
+def main(ctx, debug):
+    """aecodec: a learned image codec (compress, decompress, inspect .aec files)."""
+    ctx.obj = {"debug": debug}
+    if not debug:
+        warnings.simplefilter("ignore", FutureWarning)
+
+
+def _expand(inputs, suffixes) -> tuple[list[Path], bool]:
+    """Files and folders -> files; also whether the input was 'many'."""
+    files, many = [], len(inputs) > 1
+    for name in inputs:
+        p = Path(name)
+        if p.is_dir():
+            many = True
+            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in suffixes)
+            if not found:
+                raise Failure(f"{p}: no files with suffix {', '.join(sorted(suffixes))}")
+            files += found
+        elif not p.exists():
+            raise Failure(f"{p}: no such file")
+        else:
+            files.append(p)
+    return files, many
+
+
+def _outputs(files, many, out, suffix) -> list[Path]:
+    if many:
+        folder = Path(out) if out else None
+        if folder is not None:
+            if folder.exists() and not folder.is_dir():
+                raise Failure(f"-o {folder}: with several inputs -o must name a folder")
+            folder.mkdir(parents=True, exist_ok=True)
+        outs = [(folder or f.parent) / (f.stem + suffix) for f in files]
+    else:
+        outs = [Path(out) if out else files[0].with_suffix(suffix)]
+    dup = {o for o in outs if outs.count(o) > 1}
+    if dup:
+        raise Failure(f"several inputs would write {sorted(dup)[0]}; rename them or use -o")
+    return outs
+
+
+def _progress(items, show):
+    if not show:
+        return items
+    from tqdm import tqdm
+    return tqdm(items, unit="file", file=sys.stderr, dynamic_ncols=True)
+
+
+def _run_all(pairs, work, show_bar):
+    """Run ``work(src, dst)`` on each pair; report each failure, exit 1 if any."""
+    failed = 0
+    for src, dst in _progress(pairs, show_bar):
+        try:
+            work(src, dst)
+        except (ValueError, OSError, KeyError, RuntimeError, Failure) as exc:
+            if click.get_current_context().find_root().obj.get("debug"):
+                raise
+            failed += 1
+            click.echo(f"aecodec: error: {_fail_line(exc)}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", "out", help="Output file, or folder when there are several inputs.")
+@click.option("-q", "--quality", type=float, default=4.0, show_default=True,
+              help="1 (smallest) to 8 (best); fractions allowed.")
+@click.option("--target-bpp", type=float, help="Pick the quality that meets this bits per pixel.")
+@click.option("--target-psnr", type=float, help="Pick the lowest quality reaching this PSNR (dB).")
+@click.option("--model", help="Model id (see 'aecodec models') or a .safetensors file.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file.")
+@click.option("--max-pixels", type=int, default=None, help="Refuse larger images (default 16e6).")
+@guarded
+def compress(inputs, out, quality, target_bpp, target_psnr, model, force, as_json, max_pixels):
+    """Compress images to .aec files."""
+    from codec import container
+    from codec.fileio import write_atomic
+    from codec.pipeline import encode, encode_target
+
+    if target_bpp is not None and target_psnr is not None:
+        raise click.UsageError("give --target-bpp or --target-psnr, not both")
+    limit = max_pixels or container.DEFAULT_MAX_PIXELS
+    files, many = _expand(inputs, IMAGE_SUFFIXES)
+    outs = _outputs(files, many, out, ".aec")
+
+    def work(src, dst):
+        if dst.exists() and not force:
+            raise Failure(f"{dst} already exists; pass -f/--force to overwrite it")
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            if target_bpp is not None or target_psnr is not None:
+                res = encode_target(src, target_bpp=target_bpp, target_psnr=target_psnr,
+                                    model=model, max_pixels=limit)
+            else:
+                res = encode(src, quality=quality, model=model, max_pixels=limit)
+        for w in caught:
+            click.echo(f"aecodec: warning: {src}: {w.message}", err=True)
+        write_atomic(dst, res.data, force=force)
+        secs = time.perf_counter() - t0
+        rec = {"input": str(src), "output": str(dst), "bytes": len(res.data),
+               "bpp": round(res.bpp, 6), "psnr": round(res.psnr, 4),
+               "quality": res.header.quality, "model": res.header.model, "seconds": round(secs, 3)}
+        if as_json:
+            click.echo(json.dumps(rec))
+        else:
+            click.echo(f"{src} -> {dst}: {len(res.data)} bytes, {res.bpp:.4f} bpp, "
+                       f"{res.psnr:.2f} dB PSNR, quality {res.header.quality:g} ({secs:.2f} s)")
+
+    _run_all(list(zip(files, outs)), work, many)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", "out", help="Output image (format from its suffix), or folder.")
+@click.option("--model", help="Weights file for .aec files made by a model not shipped here.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("--max-pixels", type=int, default=None, help="Refuse larger images (default 16e6).")
+@guarded
+def decompress(inputs, out, model, force, max_pixels):
+    """Decompress .aec files to PNG (or any format Pillow writes)."""
+    from codec import container
+    from codec.fileio import write_atomic
+    from codec.pipeline import decode
+
+    limit = max_pixels or container.DEFAULT_MAX_PIXELS
+    files, many = _expand(inputs, {".aec"})
+    outs = _outputs(files, many, out, ".png")
+
+    def work(src, dst):
+        if dst.exists() and not force:
+            raise Failure(f"{dst} already exists; pass -f/--force to overwrite it")
+        try:
+            pic = decode(src.read_bytes(), model=model, max_pixels=limit)
+        except ValueError as exc:
+            raise Failure(f"{src}: {exc}") from None
+        buf = io.BytesIO()
+        try:
+            pic.to_pil().save(buf, format=_format_for(dst))
+        except (KeyError, ValueError, OSError) as exc:
+            raise Failure(f"{dst}: cannot write this format ({exc})") from None
+        write_atomic(dst, buf.getvalue(), force=force)
+        click.echo(f"{src} -> {dst}: {pic.width}x{pic.height} {pic.mode}")
+
+    _run_all(list(zip(files, outs)), work, many)
+
+
+def _format_for(path: Path) -> str:
+    from PIL import Image
+    Image.init()
+    fmt = Image.EXTENSION.get(path.suffix.lower())
+    if fmt is None:
+        raise Failure(f"{path}: unknown image format for suffix {path.suffix!r}")
+    return fmt
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+@guarded
+def info(file, as_json):
+    """Show the header of an .aec file (no decoding)."""
+    import zlib
+
+    from codec import container
+    path = Path(file)
+    if not path.exists():
+        raise Failure(f"{path}: no such file")
+    data = path.read_bytes()
+    header, hlen, pcrc = container.parse_header(data, max_pixels=None)
+    total = hlen + sum(header.stream_lengths)
+    intact = len(data) == total and zlib.crc32(data[hlen:]) == pcrc
+    d = header.to_dict()
+    d.update(file=str(path), bytes=len(data), header_bytes=hlen,
+             bpp=8 * len(data) / (header.width * header.height), checksum_ok=intact)
+    if as_json:
+        click.echo(json.dumps(d))
+        return
+    for k in ("file", "version", "width", "height", "mode", "bit_depth", "latent_kind", "model",
+              "weights", "quality", "bytes", "header_bytes", "stream_lengths", "bpp", "checksum_ok"):
+        v = d[k]
+        click.echo(f"{k:>14}: {round(v, 4) if isinstance(v, float) else v}")
+    if not intact:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@guarded
+def models(as_json):
+    """List the shipped models."""
+    from codec import registry
+    rows = registry.listing()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        size = f"{r['bytes'] / 1e6:.1f} MB" if r["bytes"] else "not installed"
+        mark = " (default)" if r["default"] else ""
+        q = r["qualities"]
+        click.echo(f"{r['id']}{mark}: {r['latent_kind']} latent, quality {q[0]:g}-{q[1]:g}, "
+                   f"{size} - {r['purpose']}")
+
+
+@main.command()
+@click.option("-o", "--output", "out", default="out/demo", show_default=True, help="Folder for the results.")
+@click.option("-q", "--quality", type=float, default=4.0, show_default=True)
+@guarded
+def demo(out, quality):
+    """Compress and decompress the bundled sample image with the default model."""
+    from importlib.resources import files
+
+    from codec import io as cio
+    from codec.fileio import write_atomic
+    from codec.pipeline import decode, encode
+
+    sample = Path(str(files("codec") / "data" / "sample.png"))
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    res = encode(sample, quality=quality)
+    t1 = time.perf_counter()
+    aec = write_atomic(folder / "sample.aec", res.data, force=True)
+    pic = decode(aec.read_bytes())
+    t2 = time.perf_counter()
+    buf = io.BytesIO()
+    pic.to_pil().save(buf, "PNG")
+    png = write_atomic(folder / "sample.png", buf.getvalue(), force=True)
+    orig = cio.load(sample)
+    click.echo(f"model     {res.header.model} at quality {quality:g}")
+    click.echo(f"input     {sample} ({orig.width}x{orig.height})")
+    click.echo(f"aec       {aec} ({len(res.data)} bytes, {res.bpp:.4f} bpp)")
+    click.echo(f"decoded   {png}")
+    click.echo(f"PSNR      {cio.psnr(pic.rgb, orig.rgb):.2f} dB")
+    click.echo(f"exact     {bool((pic.rgb == res.picture.rgb).all())} (decoded == encoder's reconstruction)")
+    click.echo(f"time      encode {t1 - t0:.2f} s, decode {t2 - t1:.2f} s")
+
+
+if __name__ == "__main__":
+    main()

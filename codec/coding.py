@@ -1,0 +1,115 @@
+"""Entropy coding: the only module that imports constriction.
+
+Every function takes integer symbols and probability parameters that come
+from fixed tables (never raw network outputs), so an encoder and a decoder
+that load the same weights build bit-identical fixed-point models.
+All streams use constriction's ANS coder (a stack: the encoder encodes in
+reverse so the decoder reads forward) and are returned as ``bytes`` whose
+length is a multiple of 4 (constriction's 32-bit words).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import constriction
+
+_stream = constriction.stream
+_model = _stream.model
+
+
+class CodingError(ValueError):
+    """A stream could not be decoded (it is corrupt or belongs to another model)."""
+
+
+def _words(data: bytes) -> np.ndarray:
+    if len(data) % 4:
+        raise CodingError("entropy-coded stream length is not a multiple of 4 bytes")
+    return np.frombuffer(data, dtype="<u4").astype(np.uint32)
+
+
+def _finish(coder) -> bytes:
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def encode_gaussian(symbols: np.ndarray, stds: np.ndarray, bound: int) -> bytes:
+    """Code integer ``symbols`` in [-bound, bound] under zero-mean quantized
+    Gaussians with per-symbol standard deviations ``stds`` (float64, taken
+    from a fixed scale table)."""
+    family = _model.QuantizedGaussian(-bound, bound)
+    coder = _stream.stack.AnsCoder()
+    symbols = np.ascontiguousarray(symbols, dtype=np.int32)
+    stds = np.ascontiguousarray(stds, dtype=np.float64)
+    coder.encode_reverse(symbols, family, np.zeros_like(stds), stds)
+    return _finish(coder)
+
+
+def decode_gaussian(data: bytes, stds: np.ndarray, bound: int) -> np.ndarray:
+    """Inverse of :func:`encode_gaussian`; returns int32 symbols."""
+    family = _model.QuantizedGaussian(-bound, bound)
+    coder = _stream.stack.AnsCoder(_words(data))
+    stds = np.ascontiguousarray(stds, dtype=np.float64)
+    try:
+        return coder.decode(family, np.zeros_like(stds), stds).astype(np.int32)
+    except Exception as exc:  # constriction raises plain errors on bad data
+        raise CodingError(f"corrupt entropy-coded stream ({exc})") from None
+
+
+def encode_categorical_rows(symbols: list[np.ndarray], pmfs: list[np.ndarray]) -> bytes:
+    """Code several groups of symbols, group ``i`` i.i.d. under ``pmfs[i]``
+    (symbols ``0..len(pmfs[i])-1``). Used for per-channel factorized priors."""
+    coder = _stream.stack.AnsCoder()
+    for sym, pmf in reversed(list(zip(symbols, pmfs))):
+        model = _model.Categorical(np.asarray(pmf, dtype=np.float64), perfect=False)
+        coder.encode_reverse(np.ascontiguousarray(sym, dtype=np.int32), model)
+    return _finish(coder)
+
+
+def decode_categorical_rows(data: bytes, counts: list[int], pmfs: list[np.ndarray]) -> list[np.ndarray]:
+    """Inverse of :func:`encode_categorical_rows`."""
+    coder = _stream.stack.AnsCoder(_words(data))
+    out = []
+    try:
+        for n, pmf in zip(counts, pmfs):
+            model = _model.Categorical(np.asarray(pmf, dtype=np.float64), perfect=False)
+            out.append(np.asarray(coder.decode(model, n), dtype=np.int32))
+    except Exception as exc:
+        raise CodingError(f"corrupt entropy-coded stream ({exc})") from None
+    return out
+
+
+def encode_categorical(symbols: np.ndarray, probs: np.ndarray) -> bytes:
+    """Code ``symbols[i]`` under the row ``probs[i]`` (shape (n, K))."""
+    coder = _stream.stack.AnsCoder()
+    family = _model.Categorical(perfect=False)
+    coder.encode_reverse(np.ascontiguousarray(symbols, dtype=np.int32), family,
+                         np.ascontiguousarray(probs, dtype=np.float64))
+    return _finish(coder)
+
+
+def decode_categorical(data: bytes, probs: np.ndarray) -> np.ndarray:
+    coder = _stream.stack.AnsCoder(_words(data))
+    family = _model.Categorical(perfect=False)
+    try:
+        return np.asarray(coder.decode(family, np.ascontiguousarray(probs, dtype=np.float64)),
+                          dtype=np.int32)
+    except Exception as exc:
+        raise CodingError(f"corrupt entropy-coded stream ({exc})") from None
+
+
+def encode_bernoulli(bits: np.ndarray, p_one: np.ndarray) -> bytes:
+    """Code 0/1 ``bits`` with per-bit probabilities of a one (float64 from a table)."""
+    coder = _stream.stack.AnsCoder()
+    family = _model.Bernoulli()
+    coder.encode_reverse(np.ascontiguousarray(bits, dtype=np.int32), family,
+                         np.ascontiguousarray(p_one, dtype=np.float64))
+    return _finish(coder)
+
+
+def decode_bernoulli(data: bytes, p_one: np.ndarray) -> np.ndarray:
+    coder = _stream.stack.AnsCoder(_words(data))
+    family = _model.Bernoulli()
+    try:
+        return np.asarray(coder.decode(family, np.ascontiguousarray(p_one, dtype=np.float64)),
+                          dtype=np.int32)
+    except Exception as exc:
+        raise CodingError(f"corrupt entropy-coded stream ({exc})") from None

@@ -1,0 +1,184 @@
+"""Latent codecs: quantizer + prior + coder, with three verbs.
+
+As in CompressAI's ``latent_codecs``: ``forward`` (training: the quantized
+latent the decoder sees and likelihoods for the rate), ``compress`` (byte
+strings *and* the latent the decoder will reconstruct) and ``decompress``.
+A hyperprior codec nests a Gaussian ``y`` codec under a factorized ``z``
+codec (Ballé et al. 2018; Minnen et al. 2018)::
+
+    y --h_a--> z --[factorized z codec]--> z_hat --h_s--> (scales, means)
+    y --------------[Gaussian y codec | scales, means]----> y_hat
+
+Mixed quantization during training: additive noise for the likelihoods,
+straight-through rounding for the latent passed on to the decoder.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.ops import quantize_ste
+
+from . import coding
+from .priors import SCALES_MIN, ScaleTable, factorized_pmfs
+
+#: Symbols of y are clamped to [-Y_BOUND, Y_BOUND]; the encoder's
+#: reconstruction uses the clamped value, so decoding stays exact.
+Y_BOUND = 4095
+
+
+def _np_int(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().reshape(-1).numpy().astype(np.int32)
+
+
+class GaussianLatentCodec(nn.Module):
+    """y coded as round(y - mean) under N(0, table[index(scale)])."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gaussian = GaussianConditional(None, scale_bound=SCALES_MIN)
+        self.table = ScaleTable()
+
+    def forward(self, y, scales, means):
+        _, likelihoods = self.gaussian(y, scales, means)
+        y_hat = quantize_ste(y - means) + means
+        return y_hat, likelihoods
+
+    @torch.no_grad()
+    def compress(self, y, scales, means):
+        """-> (bytes, y_hat). ``scales`` and ``means`` must be float64 from a
+        deterministic hyper-decoder; y_hat is what decompress returns."""
+        sym = torch.round(y.double() - means).clamp_(-Y_BOUND, Y_BOUND)
+        stds = self.table.stds(self.table.index(scales))
+        data = coding.encode_gaussian(_np_int(sym), stds, Y_BOUND)
+        return data, sym + means
+
+    @torch.no_grad()
+    def decompress(self, data, scales, means):
+        stds = self.table.stds(self.table.index(scales))
+        sym = coding.decode_gaussian(data, stds, Y_BOUND)
+        return torch.from_numpy(sym).to(torch.float64).reshape(means.shape) + means
+
+
+class FactorizedLatentCodec(nn.Module):
+    """z coded per channel under a learned non-parametric density
+    (Ballé et al. 2018, CompressAI ``EntropyBottleneck``)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.entropy_bottleneck = EntropyBottleneck(channels)
+        self._pmfs = None
+
+    def forward(self, z):
+        _, likelihoods = self.entropy_bottleneck(z)
+        medians = self.entropy_bottleneck._get_medians()
+        z_hat = quantize_ste(z - medians) + medians
+        return z_hat, likelihoods
+
+    def update_tables(self) -> None:
+        """Rebuild the integer CDF tables from the learned density (after
+        training; the tables are buffers saved with the weights)."""
+        self.entropy_bottleneck.update(force=True)
+        self._pmfs = None
+
+    def _tables(self):
+        if self._pmfs is None:
+            self._pmfs = factorized_pmfs(self.entropy_bottleneck)
+        return self._pmfs
+
+    def _medians(self):
+        return self.entropy_bottleneck._get_medians().detach().double()
+
+    @torch.no_grad()
+    def compress(self, z):
+        pmfs, offset = self._tables()
+        sym = torch.round(z.double() - self._medians())  # (1, C, h, w)
+        low = torch.from_numpy(offset).double().view(1, -1, 1, 1)
+        high = low + torch.tensor([len(p) - 1 for p in pmfs], dtype=torch.float64).view(1, -1, 1, 1)
+        sym = torch.maximum(torch.minimum(sym, high), low)
+        idx = (sym - low)[0].reshape(sym.shape[1], -1).numpy().astype(np.int32)
+        data = coding.encode_categorical_rows(list(idx), pmfs)
+        return data, sym + self._medians()
+
+    @torch.no_grad()
+    def decompress(self, data, shape):
+        pmfs, offset = self._tables()
+        c, h, w = shape
+        rows = coding.decode_categorical_rows(data, [h * w] * c, pmfs)
+        idx = torch.from_numpy(np.stack(rows)).double().view(1, c, h, w)
+        low = torch.from_numpy(offset).double().view(1, -1, 1, 1)
+        return idx + low + self._medians()
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._pmfs = None
+        super()._load_from_state_dict(*args, **kwargs)
+
+
+class HyperpriorLatentCodec(nn.Module):
+    """Mean-scale hyperprior: a Gaussian y codec conditioned on a factorized
+    z codec through h_a / h_s. ``z_gain`` / ``z_inv_gain`` (optional, shape
+    (B, N, 1, 1)) are the hyper gain units of a variable-rate model.
+
+    Exact decoding: the decoder runs h_s on the decoded z_hat in float64, so
+    its scale indexes match the encoder's (which ran the same float64 path)
+    whatever the thread count.
+    """
+
+    def __init__(self, h_a: nn.Module, h_s: nn.Module, N: int) -> None:
+        super().__init__()
+        self.h_a = h_a
+        self.h_s = h_s
+        self.z = FactorizedLatentCodec(N)
+        self.y = GaussianLatentCodec()
+        self._cache = {}  # a plain dict: not a submodule, not in the state dict
+
+    @staticmethod
+    def _gain(t, g):
+        return t if g is None else t * g
+
+    def forward(self, y, z_gain=None, z_inv_gain=None):
+        z = self._gain(self.h_a(y), z_gain)
+        z_hat, z_lik = self.z(z)
+        scales, means = self.h_s(self._gain(z_hat, z_inv_gain)).chunk(2, 1)
+        y_hat, y_lik = self.y(y, scales, means)
+        return {"y_hat": y_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
+
+    def _params64(self, z_hat, z_inv_gain):
+        if "h_s64" not in self._cache:
+            self._cache["h_s64"] = copy.deepcopy(self.h_s).double().eval()
+        g = None if z_inv_gain is None else z_inv_gain.double()
+        with torch.inference_mode():
+            scales, means = self._cache["h_s64"](self._gain(z_hat.double(), g)).chunk(2, 1)
+        return scales, means
+
+    @torch.no_grad()
+    def compress(self, y, z_gain=None, z_inv_gain=None):
+        """-> ([z_bytes, y_bytes], y_hat float64, z spatial shape)."""
+        z = self._gain(self.h_a(y), z_gain)
+        z_bytes, z_hat = self.z.compress(z)
+        scales, means = self._params64(z_hat, z_inv_gain)
+        y_bytes, y_hat = self.y.compress(y, scales, means)
+        return [z_bytes, y_bytes], y_hat
+
+    @torch.no_grad()
+    def decompress(self, strings, z_shape, z_inv_gain=None):
+        z_hat = self.z.decompress(strings[0], z_shape)
+        scales, means = self._params64(z_hat, z_inv_gain)
+        return self.y.decompress(strings[1], scales, means)
+
+    def update_tables(self) -> None:
+        self.z.update_tables()
+        self._cache.clear()
+
+    def train(self, mode: bool = True):
+        self._cache.clear()
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._cache.clear()
+        super()._load_from_state_dict(*args, **kwargs)

@@ -1,0 +1,179 @@
+"""Encode and decode: the one path from pixels to .aec bytes and back.
+
+    picture -> tensor -> pad to stride -> model.compress_tensor -> streams
+            -> container.pack                                    (encode)
+    container.unpack -> model.decompress_tensor -> crop -> picture (decode)
+
+The encoder returns the exact picture the decoder will produce; the header
+carries a CRC32 of it, and the decoder checks it, so a platform whose
+arithmetic differs is reported instead of silently giving other pixels.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import container, io, registry, weights
+from .container import ContainerError, Header
+from .models import pad_to
+
+
+class DecodeError(ValueError):
+    """A file that parses but cannot be decoded with the model at hand."""
+
+
+@dataclass
+class EncodeResult:
+    data: bytes
+    picture: io.Picture      # exactly what decode() will return
+    psnr: float              # of the colour (or grey) planes, vs the input
+    bpp: float
+    header: Header
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(path: str, mtime: float) -> weights.LoadedModel:
+    return weights.load(path)
+
+
+def load_model(model=None) -> weights.LoadedModel:
+    """None -> the default model; a registry id; or a .safetensors path."""
+    if isinstance(model, weights.LoadedModel):
+        return model
+    model = model or registry.DEFAULT_MODEL
+    path = Path(model)
+    if not (path.suffix == ".safetensors" and path.exists()):
+        entry = registry.get(str(model))
+        path = entry.path
+        if not path.exists():
+            raise FileNotFoundError(f"weights of model {entry.id!r} are not installed ({path})")
+    path = path.resolve()
+    return _load_cached(str(path), path.stat().st_mtime)
+
+
+def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float().div_(255.0)
+
+
+def _to_uint8(x: torch.Tensor, height: int, width: int) -> np.ndarray:
+    x = x[0, :, :height, :width].mul(255.0).round_().clamp_(0, 255)
+    return x.to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+def _quality(q) -> float:
+    q = float(np.float32(q))
+    if not math.isfinite(q):
+        raise ValueError(f"quality must be a number, got {q}")
+    return q
+
+
+def encode(image, quality: float = 4, model=None,
+           max_pixels: int | None = container.DEFAULT_MAX_PIXELS) -> EncodeResult:
+    lm = load_model(model)
+    pic = io.load(image, max_pixels=max_pixels)
+    q = _quality(quality)
+    lm.net.check_quality(q)
+    x = pad_to(_to_tensor(pic.rgb), lm.net.stride)
+    strings, x_hat = lm.net.compress_tensor(x, q)
+    rgb = _to_uint8(x_hat, pic.height, pic.width)
+    if pic.alpha is not None:
+        strings = strings + [io.png_bytes(pic.alpha)]
+    header = Header(width=pic.width, height=pic.height, mode=pic.mode, model=lm.model_id,
+                    weights=lm.weights_hash, quality=q, latent_kind=lm.net.latent_kind,
+                    bit_depth=pic.bit_depth, recon_crc=zlib.crc32(rgb.tobytes()))
+    data = container.pack(header, strings)
+    recon = io.Picture(rgb, pic.alpha, pic.mode)
+    if pic.mode in ("L", "LA"):
+        err = io.psnr(np.asarray(recon.to_pil().convert("L")), pic.rgb[:, :, 0])
+    else:
+        err = io.psnr(rgb, pic.rgb)
+    return EncodeResult(data, recon, err, 8 * len(data) / (pic.width * pic.height), header)
+
+
+def check_model(header: Header, lm: weights.LoadedModel) -> None:
+    if header.model != lm.model_id or header.weights != lm.weights_hash:
+        raise DecodeError(
+            f"file was made by model {header.model!r} (weights {header.weights.hex()}) but the "
+            f"model given is {lm.model_id!r} (weights {lm.weights_hash.hex()}); decode it with "
+            f"the model that wrote it")
+    if header.latent_kind != lm.net.latent_kind:
+        raise DecodeError(f"file has a {header.latent_kind} latent, model {lm.model_id!r} "
+                          f"codes {lm.net.latent_kind}")
+
+
+def decode(data: bytes, model=None,
+           max_pixels: int | None = container.DEFAULT_MAX_PIXELS) -> io.Picture:
+    header, streams = container.unpack(bytes(data), max_pixels=max_pixels)
+    if model is None:
+        if header.model not in registry.MODELS:
+            raise DecodeError(f"file was made by model {header.model!r}, which this aecodec does "
+                              f"not ship; pass its weights with --model")
+        model = header.model
+    lm = load_model(model)
+    check_model(header, lm)
+    n = lm.net.n_streams
+    has_alpha = header.mode in ("RGBA", "LA")
+    if len(streams) != n + has_alpha:
+        raise ContainerError(f"file has {len(streams)} streams, expected {n + has_alpha}")
+    lm.net.check_quality(header.quality)
+    s = lm.net.stride
+    hp, wp = -(-header.height // s) * s, -(-header.width // s) * s
+    try:
+        x_hat = lm.net.decompress_tensor(streams[:n], hp, wp, header.quality)
+    except RuntimeError as exc:
+        raise DecodeError(f"cannot decode the latent ({exc})") from None
+    rgb = _to_uint8(x_hat, header.height, header.width)
+    if zlib.crc32(rgb.tobytes()) != header.recon_crc:
+        raise DecodeError("decoded pixels differ from the encoder's reconstruction (checksum "
+                          "mismatch): the file is corrupt or was made on a platform whose "
+                          "arithmetic differs")
+    alpha = io.png_plane(streams[n], header.width, header.height) if has_alpha else None
+    return io.Picture(rgb, alpha, header.mode)
+
+
+def encode_target(image, target_bpp: float | None = None, target_psnr: float | None = None,
+                  model=None, max_pixels: int | None = container.DEFAULT_MAX_PIXELS,
+                  iterations: int = 7) -> EncodeResult:
+    """Bisect the (continuous) quality for the largest file within
+    ``target_bpp``, or the smallest file reaching ``target_psnr``. Rate and
+    PSNR grow with quality; if no quality meets the target, the closest end
+    of the range is returned."""
+    if (target_bpp is None) == (target_psnr is None):
+        raise ValueError("give exactly one of target_bpp and target_psnr")
+    lm = load_model(model)
+    pic = io.load(image, max_pixels=max_pixels)
+    lo, hi = 1.0, float(lm.net.cfg.levels)
+
+    def ok(r):
+        return r.bpp <= target_bpp if target_bpp is not None else r.psnr >= target_psnr
+
+    if target_bpp is not None:
+        best = encode(pic, lo, lm, max_pixels)
+        if not ok(best):
+            return best
+        top = encode(pic, hi, lm, max_pixels)
+        if ok(top):
+            return top
+    else:
+        best = encode(pic, hi, lm, max_pixels)
+        if not ok(best):
+            return best
+        bottom = encode(pic, lo, lm, max_pixels)
+        if ok(bottom):
+            return bottom
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        r = encode(pic, mid, lm, max_pixels)
+        if ok(r):
+            best = r
+            lo, hi = (mid, hi) if target_bpp is not None else (lo, mid)
+        else:
+            lo, hi = (lo, mid) if target_bpp is not None else (mid, hi)
+    return best

@@ -1,0 +1,64 @@
+"""The one table of shipped models: stable string ids -> weights files.
+
+No torch here, so ``aecodec models`` and ``aecodec info`` stay fast. The
+config of each model travels inside its safetensors file (weights.py).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    id: str
+    latent_kind: str
+    file: str
+    qualities: tuple
+    purpose: str
+    default: bool = False
+
+    @property
+    def path(self) -> Path:
+        return WEIGHTS_DIR / self.file
+
+    @property
+    def card(self) -> Path:
+        return self.path.with_suffix(".md")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["installed"] = self.path.exists()
+        d["bytes"] = self.path.stat().st_size if self.path.exists() else None
+        return d
+
+
+MODELS: dict[str, ModelEntry] = {
+    e.id: e for e in (
+        ModelEntry("hyperprior-vr", "scalar", "hyperprior-vr.safetensors", (1.0, 8.0),
+                   "default photo codec: variable-rate mean-scale hyperprior, any quality 1-8",
+                   default=True),
+    )
+}
+
+DEFAULT_MODEL = next(e.id for e in MODELS.values() if e.default)
+
+
+def get(model_id: str) -> ModelEntry:
+    try:
+        return MODELS[model_id]
+    except KeyError:
+        raise KeyError(f"unknown model {model_id!r}; run 'aecodec models' to list them") from None
+
+
+def listing() -> list[dict]:
+    return [e.to_dict() for e in MODELS.values()]
+
+
+def card_json(entry: ModelEntry) -> dict | None:
+    meta = entry.path.with_suffix(".json")
+    return json.loads(meta.read_text()) if meta.exists() else None

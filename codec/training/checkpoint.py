@@ -1,0 +1,35 @@
+"""Resumable checkpoints that load with ``torch.load(weights_only=True)``.
+
+A checkpoint holds only tensors, numbers, strings and lists/dicts of them:
+model and optimizer state, step, the data generator's state and torch's RNG
+state, and the model config as JSON. Written atomically (temp + rename).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+PATTERN = "ckpt-{step:08d}.pt"
+
+
+def save(folder: Path, state: dict, keep: int = 2) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / PATTERN.format(step=state["step"])
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    for old in sorted(folder.glob("ckpt-*.pt"))[:-keep]:
+        old.unlink()
+    return path
+
+
+def latest(folder: Path) -> Path | None:
+    found = sorted(Path(folder).glob("ckpt-*.pt"))
+    return found[-1] if found else None
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)

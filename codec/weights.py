@@ -1,0 +1,97 @@
+"""Weights files: safetensors with the model config in the metadata.
+
+Floating-point tensors are stored as fp16, except the entropy bottleneck's
+(its density and quantiles are small and set the coding tables), which stay
+fp32. Integer buffers (the coding tables) are stored as they are. Loading
+never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .models import ModelConfig, build
+
+_KEEP_FP32 = ("latent.z.",)
+
+
+@dataclass
+class LoadedModel:
+    net: torch.nn.Module
+    model_id: str
+    weights_hash: bytes      # 8 bytes, written into every .aec header
+    config: ModelConfig
+    meta: dict
+    path: Path
+
+
+def content_hash(tensors: dict, config_json: str) -> bytes:
+    """First 8 bytes of a SHA-256 over the config and the tensors in name
+    order (safetensors does not fix its header's key order, so the file's
+    own bytes are not a stable identity)."""
+    h = hashlib.sha256(config_json.encode())
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.digest()[:8]
+
+
+def file_hash(path) -> bytes:
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as fh:
+        config = (fh.metadata() or {}).get("config", "")
+    return content_hash(load_file(str(path)), config)
+
+
+def save(model: torch.nn.Module, path, model_id: str, meta: dict | None = None) -> Path:
+    """Write ``model`` (coding tables rebuilt first) to ``path``."""
+    path = Path(path)
+    model.update_tables()
+    tensors = {}
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        if t.is_floating_point() and not name.startswith(_KEEP_FP32):
+            t = t.half()
+        tensors[name] = t
+    metadata = {"config": model.cfg.to_json(), "model_id": model_id,
+                "meta": json.dumps(meta or {}, sort_keys=True)}
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    tmp.replace(path)
+    return path
+
+
+def _resize_buffers(model: torch.nn.Module, state: dict) -> None:
+    """Coding-table buffers change size with training; match the file's."""
+    for name, t in state.items():
+        mod_name, _, attr = name.rpartition(".")
+        mod = model.get_submodule(mod_name)
+        buf = mod._buffers.get(attr)
+        if buf is not None and buf.shape != t.shape:
+            mod._buffers[attr] = torch.empty_like(t)
+
+
+def load(path) -> LoadedModel:
+    path = Path(path)
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as fh:
+        metadata = fh.metadata() or {}
+    if "config" not in metadata:
+        raise ValueError(f"{path}: not an aecodec weights file (no config in its metadata)")
+    cfg = ModelConfig.from_json(metadata["config"])
+    state = load_file(str(path))
+    digest = content_hash(state, metadata["config"])
+    net = build(cfg)
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    _resize_buffers(net, state)
+    net.load_state_dict(state)
+    net.eval()
+    return LoadedModel(net, metadata.get("model_id", path.stem), digest, cfg,
+                       json.loads(metadata.get("meta", "{}")), path)

@@ -1,0 +1,134 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cli.main import main
+from codec import io
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_error_line(result):
+    lines = result.stderr.strip().splitlines()
+    return len(lines) == 1 and lines[0].startswith("aecodec: error:") and "Traceback" not in result.output
+
+
+def test_compress_then_decompress(tiny_model, photo_png, tmp_path):
+    r = run("compress", photo_png, "--model", tiny_model, "--json")
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout)
+    aec = tmp_path / "photo.aec"
+    assert rec["output"] == str(aec) and aec.stat().st_size == rec["bytes"]
+    r = run("decompress", aec, "--model", tiny_model, "-o", tmp_path / "back.png")
+    assert r.exit_code == 0, r.output
+    back = np.asarray(Image.open(tmp_path / "back.png"))
+    orig = np.asarray(Image.open(photo_png))
+    assert back.shape == orig.shape
+    # the JSON figures match an independent computation on the files
+    assert rec["psnr"] == pytest.approx(io.psnr(back, orig), abs=1e-3)
+    assert rec["bpp"] == pytest.approx(8 * aec.stat().st_size / (orig.shape[0] * orig.shape[1]), abs=1e-5)
+
+
+def test_existing_output_is_not_overwritten_without_force(tiny_model, photo_png, tmp_path):
+    out = tmp_path / "photo.aec"
+    out.write_bytes(b"precious")
+    r = run("compress", photo_png, "--model", tiny_model)
+    assert r.exit_code == 1 and one_error_line(r) and "--force" in r.stderr
+    assert out.read_bytes() == b"precious"
+    assert run("compress", photo_png, "--model", tiny_model, "-f").exit_code == 0
+    assert out.read_bytes()[:4] == b"\x89AEC"
+
+
+def test_folder_of_inputs_goes_to_output_folder(tiny_model, photo, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(np.roll(photo, i * 7, 1)).save(src / f"im{i}.png")
+    r = run("compress", src, "-o", tmp_path / "out", "--model", tiny_model, "--json")
+    assert r.exit_code == 0, r.output
+    assert len(r.stdout.strip().splitlines()) == 3
+    r = run("decompress", tmp_path / "out", "-o", tmp_path / "png", "--model", tiny_model)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["im0.png", "im1.png", "im2.png"]
+
+
+def test_not_an_image_fails_cleanly_and_leaves_nothing(tiny_model, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    r = run("compress", bad, "--model", tiny_model)
+    assert r.exit_code == 1 and one_error_line(r) and "not an image" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.png"]
+
+
+@pytest.fixture
+def aec_file(tiny_model, photo_png, tmp_path):
+    assert run("compress", photo_png, "--model", tiny_model).exit_code == 0
+    return tmp_path / "photo.aec"
+
+
+def hostile_variants(data):
+    flips = [bytes(data[:i]) + bytes([data[i] ^ 0x10]) + bytes(data[i + 1:])
+             for i in range(0, len(data), max(1, len(data) // 25))]
+    cuts = [data[:n] for n in range(0, len(data), max(1, len(data) // 25))]
+    rng = np.random.default_rng(0)
+    return flips + cuts + [rng.integers(0, 256, 300).astype(np.uint8).tobytes(), b"", b"\x89AEC"]
+
+
+def test_corrupted_file_battery(tiny_model, aec_file, tmp_path):
+    data = aec_file.read_bytes()
+    for i, blob in enumerate(hostile_variants(data)):
+        f = tmp_path / f"h{i}.aec"
+        f.write_bytes(blob)
+        out = tmp_path / f"h{i}.png"
+        r = run("decompress", f, "--model", tiny_model, "-o", out)
+        assert r.exit_code == 1 and one_error_line(r), (i, r.output)
+        assert not out.exists()
+    leftovers = [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+    assert not leftovers
+
+
+def test_hostile_file_in_a_real_process_has_no_traceback(aec_file, tmp_path):
+    data = bytearray(aec_file.read_bytes())
+    data[-3] ^= 1
+    f = tmp_path / "bad.aec"
+    f.write_bytes(bytes(data))
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    p = subprocess.run([sys.executable, "-m", "cli.main", "decompress", str(f)],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert p.returncode == 1
+    assert p.stderr.strip().count("\n") == 0 and "Traceback" not in p.stderr
+    assert "corrupt" in p.stderr
+
+
+def test_info_reads_the_header(aec_file):
+    r = run("info", aec_file, "--json")
+    assert r.exit_code == 0
+    d = json.loads(r.stdout)
+    assert (d["width"], d["height"], d["model"], d["checksum_ok"]) == (96, 80, "tiny-test", True)
+
+
+def test_usage_error_exits_2():
+    assert run("compress").exit_code == 2
+    assert run("compress", "--quality", "x", "a.png").exit_code == 2
+
+
+def test_models_lists_the_default():
+    r = run("models", "--json")
+    assert r.exit_code == 0
+    assert [m["id"] for m in json.loads(r.stdout) if m["default"]] == ["hyperprior-vr"]
+
+
+def test_help_and_info_do_not_import_torch(aec_file):
+    code = ("import sys; from click.testing import CliRunner; from cli.main import main; "
+            f"CliRunner().invoke(main, ['info', {str(aec_file)!r}]); CliRunner().invoke(main, ['--help']); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

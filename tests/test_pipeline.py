@@ -1,0 +1,92 @@
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import codec
+from codec import io, pipeline
+from codec.container import ContainerError
+
+
+def test_round_trip_is_exact(tiny_model, photo):
+    res = codec.encode(photo, quality=4, model=tiny_model)
+    pic = codec.decode(res.data, model=tiny_model)
+    assert np.array_equal(pic.rgb, res.picture.rgb)
+    assert res.bpp == pytest.approx(8 * len(res.data) / (96 * 80))
+    assert res.psnr == pytest.approx(io.psnr(pic.rgb, photo))
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 70), (65, 3), (64, 64), (130, 67)])
+def test_any_size_pads_and_crops(tiny_model, size):
+    w, h = size
+    a = np.random.default_rng(0).integers(0, 256, (h, w, 3)).astype(np.uint8)
+    out = codec.decompress(codec.compress(a, model=tiny_model), model=tiny_model)
+    assert out.size == (w, h) and out.mode == "RGB"
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "LA"])
+def test_modes_survive_and_alpha_is_lossless(tiny_model, photo, mode):
+    im = Image.fromarray(photo).convert(mode)
+    if "A" in mode:
+        alpha = Image.fromarray(np.random.default_rng(0).integers(0, 256, photo.shape[:2]).astype(np.uint8))
+        im.putalpha(alpha)
+    out = codec.decompress(codec.compress(im, model=tiny_model), model=tiny_model)
+    assert out.mode == mode and out.size == im.size
+    if "A" in mode:
+        assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(im.getchannel("A")))
+
+
+def test_decoding_with_other_weights_names_both(tiny_model, other_model, photo):
+    data = codec.compress(photo, model=tiny_model)
+    with pytest.raises(pipeline.DecodeError, match="tiny-test.*other-test"):
+        codec.decode(data, model=other_model)
+
+
+def test_unknown_model_in_file_without_weights(tiny_model, photo):
+    data = codec.compress(photo, model=tiny_model)
+    with pytest.raises(pipeline.DecodeError, match="does not ship"):
+        codec.decode(data)
+
+
+def test_quality_out_of_range(tiny_model, photo):
+    with pytest.raises(ValueError, match="between 1 and 8"):
+        codec.compress(photo, quality=9, model=tiny_model)
+
+
+def test_target_bpp_is_met(tiny_model, photo):
+    lo = codec.encode(photo, quality=1, model=tiny_model).bpp
+    hi = codec.encode(photo, quality=8, model=tiny_model).bpp
+    target = (lo + hi) / 2
+    r = pipeline.encode_target(photo, target_bpp=target, model=tiny_model)
+    assert r.bpp <= target and 1 < r.header.quality < 8
+
+
+def test_corrupt_payload_never_decodes_silently(tiny_model, photo):
+    data = codec.compress(photo, model=tiny_model)
+    bad = bytearray(data)
+    bad[-1] ^= 0xFF
+    with pytest.raises(ContainerError):
+        codec.decode(bytes(bad), model=tiny_model)
+
+
+DECODE_SCRIPT = textwrap.dedent("""
+    import sys, hashlib, torch
+    torch.set_num_threads(int(sys.argv[3]))
+    import codec
+    pic = codec.decode(open(sys.argv[1], "rb").read(), model=sys.argv[2])
+    print(hashlib.sha256(pic.rgb.tobytes()).hexdigest())
+""")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_decoding_in_another_process_is_bit_exact(tiny_model, photo, tmp_path, threads):
+    res = codec.encode(photo, quality=6, model=tiny_model)
+    f = tmp_path / "x.aec"
+    f.write_bytes(res.data)
+    out = subprocess.run([sys.executable, "-c", DECODE_SCRIPT, str(f), str(tiny_model), str(threads)],
+                         capture_output=True, text=True, check=True)
+    import hashlib
+    assert out.stdout.strip() == hashlib.sha256(res.picture.rgb.tobytes()).hexdigest()
