@@ -266,6 +266,55 @@ def models(as_json):
 
 
 @main.command()
+@click.argument("data", nargs=-1, required=True)
+@click.option("--out", "out", required=True, help="Run folder (checkpoints, log.csv, config.json).")
+@click.option("--arch", default="hyperprior", show_default=True)
+@click.option("--N", "n", type=int, default=96, show_default=True, help="Hidden channels.")
+@click.option("--M", "m", type=int, default=160, show_default=True, help="Latent channels.")
+@click.option("--crop", type=int, default=256, show_default=True)
+@click.option("--batch", type=int, default=8, show_default=True)
+@click.option("--lr", type=float, default=2e-4, show_default=True)
+@click.option("--steps", type=int, default=1_000_000, show_default=True)
+@click.option("--decay-at", type=int, default=10**9, help="Step from which lr is multiplied by 0.1.")
+@click.option("--minutes", type=float, default=float("inf"), help="Stop (with a checkpoint) after this long.")
+@click.option("--ckpt-every", type=float, default=300, show_default=True, help="Seconds between checkpoints.")
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
+@guarded
+def train(data, out, arch, n, m, crop, batch, lr, steps, decay_at, minutes, ckpt_every, threads,
+          device, seed, resume):
+    """Train a model on image folders (loss = bpp + lambda*255^2*MSE, all qualities at once)."""
+    from codec.models import ModelConfig
+    from codec.training.loop import TrainConfig
+    from codec.training.loop import train as run
+
+    tc = TrainConfig(data=list(data), out=out, model=ModelConfig(arch=arch, N=n, M=m), crop=crop,
+                     batch=batch, lr=lr, steps=steps, decay_at=decay_at, max_minutes=minutes,
+                     ckpt_every_s=ckpt_every, threads=threads, device=device, seed=seed)
+    path = run(tc, resume=resume, log=lambda msg: click.echo(msg, err=True))
+    click.echo(f"checkpoint {path}")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", "out", required=True, help="Weights file to write (.safetensors).")
+@click.option("--id", "model_id", required=True, help="Model id stored in the file and in .aec headers.")
+@click.option("--hardware", default="", help="Where it was trained, for the model card.")
+@click.option("-f", "--force", is_flag=True)
+@guarded
+def export(checkpoint, out, model_id, hardware, force):
+    """Turn a training checkpoint into a shipped weights file."""
+    from codec.training.export import export as run
+
+    if Path(out).exists() and not force:
+        raise Failure(f"{out} already exists; pass -f/--force to overwrite it")
+    meta = run(checkpoint, out, model_id, hardware)
+    click.echo(json.dumps(meta))
+
+
+@main.command()
 @click.option("-o", "--output", "out", default="out/demo", show_default=True, help="Folder for the results.")
 @click.option("-q", "--quality", type=float, default=4.0, show_default=True)
 @guarded

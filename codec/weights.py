@@ -64,6 +64,7 @@ def save(model: torch.nn.Module, path, model_id: str, meta: dict | None = None) 
                 "meta": json.dumps(meta or {}, sort_keys=True)}
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
+    tmp.chmod(0o644)
     tmp.replace(path)
     return path
 

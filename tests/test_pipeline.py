@@ -90,3 +90,30 @@ def test_decoding_in_another_process_is_bit_exact(tiny_model, photo, tmp_path, t
                          capture_output=True, text=True, check=True)
     import hashlib
     assert out.stdout.strip() == hashlib.sha256(res.picture.rgb.tobytes()).hexdigest()
+
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+
+@pytest.fixture(scope="module")
+def valid_file(tiny_model):
+    a = np.random.default_rng(5).integers(0, 256, (40, 70, 3)).astype(np.uint8)
+    return codec.compress(a, quality=7, model=tiny_model)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4),
+       st.integers(0, 10**6))
+def test_fuzz_decoder_mutations_give_clear_errors(tiny_model, valid_file, edits, cut):
+    """Mutated or truncated files either decode to the right size or raise
+    one of the library's error types -- never anything else."""
+    data = bytearray(valid_file)
+    for pos, val in edits:
+        data[pos % len(data)] = val
+    data = bytes(data[: max(1, cut % (len(data) + 1))])
+    try:
+        pic = codec.decode(data, model=tiny_model)
+    except (ContainerError, pipeline.DecodeError, io.ImageError):
+        return
+    assert pic.rgb.shape == (40, 70, 3)

@@ -1,0 +1,40 @@
+"""Checkpoint -> shipped weights: safetensors (fp16) with training facts."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from .. import weights
+from ..models import ModelConfig, build
+from . import checkpoint
+
+
+def export(ckpt_path, out_path, model_id: str, hardware: str = "") -> dict:
+    """Write the model of a training checkpoint as a weights file and return
+    the training facts stored in its metadata (steps, data, wall time)."""
+    ckpt_path = Path(ckpt_path)
+    st = checkpoint.load(ckpt_path)
+    cfg = ModelConfig.from_json(st["model_config"])
+    net = build(cfg)
+    net.load_state_dict(st["model"])
+    net.eval()
+    tc = json.loads(st["train_config"])
+    wall = None
+    log = ckpt_path.parent / "log.csv"
+    if log.exists():
+        rows = list(csv.DictReader(log.open()))
+        # time restarts at each resume: add up the segments
+        total, prev = 0.0, 0.0
+        for r in rows:
+            t = float(r["time"])
+            if t < prev:
+                total += prev
+            prev = t
+        wall = round((total + prev) / 3600, 2)
+    meta = {"steps": int(st["step"]), "train_data": tc["data"], "crop": tc["crop"],
+            "batch": tc["batch"], "lr": tc["lr"], "decay_at": tc["decay_at"],
+            "train_hours": wall, "hardware": hardware, "checkpoint": ckpt_path.name}
+    weights.save(net, out_path, model_id, meta)
+    return meta

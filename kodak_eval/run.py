@@ -1,0 +1,112 @@
+"""Run every codec at every setting on every image of a folder."""
+
+from __future__ import annotations
+
+import io
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .codecs import Codec, classical
+
+
+def rgb_images(folder) -> list[tuple[str, np.ndarray]]:
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in {".png", ".ppm", ".bmp", ".tif"})
+    if not paths:
+        raise FileNotFoundError(f"no PNG/PPM/BMP/TIFF images in {folder}")
+    return [(p.name, np.asarray(Image.open(p).convert("RGB"))) for p in paths]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:
+    if min(a.shape[:2]) < 161:  # five scales need 160+ pixels
+        return None
+    import torch
+    from pytorch_msssim import ms_ssim as _ms
+    ta, tb = (torch.from_numpy(np.array(x)).permute(2, 0, 1)[None].float() for x in (a, b))
+    return float(_ms(ta, tb, data_range=255.0))
+
+
+def _measure(images, settings, encode, decode, check=None):
+    """-> per-setting means and per-image records."""
+    curve = {k: [] for k in ("bpp", "psnr", "ms_ssim", "enc_s", "dec_s")}
+    per_image = []
+    for s in settings:
+        rows = []
+        for name, img in images:
+            t0 = time.perf_counter()
+            data = encode(img, s)
+            t1 = time.perf_counter()
+            out = decode(data)
+            t2 = time.perf_counter()
+            if check is not None:
+                check(data, out)
+            h, w = img.shape[:2]
+            rows.append({"image": name, "bytes": len(data), "bpp": 8 * len(data) / (h * w),
+                         "psnr": psnr(out, img), "ms_ssim": ms_ssim(out, img),
+                         "enc_s": t1 - t0, "dec_s": t2 - t1})
+        per_image.append({"setting": s, "images": rows})
+        for k in curve:
+            vals = [r[k] for r in rows if r[k] is not None]
+            curve[k].append(float(np.mean(vals)) if vals else None)
+    order = np.argsort(curve["bpp"])
+    curve = {k: [v[i] for i in order] for k, v in curve.items()}
+    curve["settings"] = [settings[i] for i in order]
+    return curve, [per_image[i] for i in order]
+
+
+def run_classical(images, only=None, log=print):
+    codecs, skipped = classical()
+    results, per = {}, {}
+    for c in codecs:
+        if only and c.name not in only:
+            continue
+        log(f"{c.name}: {len(c.settings)} settings x {len(images)} images")
+
+        def enc(img, s, c=c):
+            return c.encode(Image.fromarray(img), s)
+
+        results[c.name], per[c.name] = _measure(images, c.settings, enc, c.decode)
+        results[c.name].update(source="measured", note=c.note)
+    return results, per, skipped
+
+
+def run_aecodec(images, models, qualities=None, log=print):
+    from codec import pipeline
+
+    results, per = {}, {}
+    for m in models:
+        lm = pipeline.load_model(m)
+        qs = qualities or list(range(1, lm.config.levels + 1))
+        name = f"aecodec {lm.model_id}"
+        log(f"{name}: {len(qs)} qualities x {len(images)} images")
+        mismatches = []
+
+        def enc(img, q, lm=lm):
+            r = pipeline.encode(img, q, lm)
+            enc.last = r.picture.rgb
+            return r.data
+
+        def dec(data, lm=lm):
+            return pipeline.decode(data, lm).rgb
+
+        def check(data, out):
+            if not np.array_equal(out, enc.last):
+                mismatches.append(len(mismatches))
+
+        results[name], per[name] = _measure(images, [float(q) for q in qs], enc, dec, check)
+        results[name].update(source="measured", exact_decode=not mismatches,
+                             note=f"weights {lm.weights_hash.hex()}, {lm.config.arch} N={lm.config.N} M={lm.config.M}")
+    return results, per
+
+
+def machine() -> str:
+    import os
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()}"

@@ -1,0 +1,32 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kodak_eval.bdrate import bd_rate
+
+
+def test_bd_rate_of_a_uniformly_cheaper_curve():
+    rate = np.array([0.2, 0.4, 0.8, 1.6])
+    psnr = np.array([28.0, 31.0, 34.0, 37.0])
+    assert bd_rate(rate, psnr, rate, psnr) == pytest.approx(0.0, abs=1e-9)
+    assert bd_rate(rate, psnr, rate * 0.8, psnr) == pytest.approx(-20.0, abs=1e-6)
+    assert bd_rate(rate, psnr, rate, psnr + 50) is None  # no overlap
+
+
+def test_eval_writes_results_plot_and_table(tmp_path, tiny_model, photo):
+    from kodak_eval.__main__ import main
+    data = tmp_path / "imgs"
+    data.mkdir()
+    for i in range(2):
+        Image.fromarray(np.roll(photo, 11 * i, 0)).save(data / f"im{i}.png")
+    out = tmp_path / "res"
+    assert main(["--data", str(data), "--out", str(out), "--codecs", "JPEG 4:2:0",
+                 "--models", str(tiny_model), "--qualities", "1,3,5,8", "--published", "none"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    jpeg = res["codecs"]["JPEG 4:2:0"]
+    assert jpeg["bpp"] == sorted(jpeg["bpp"]) and len(jpeg["psnr"]) == len(jpeg["bpp"])
+    ours = res["codecs"]["aecodec tiny-test"]
+    assert ours["exact_decode"] is True and len(ours["bpp"]) == 4
+    assert (out / "rd.png").stat().st_size > 0 and "BD-rate" in (out / "results.md").read_text()
