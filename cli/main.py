@@ -26,6 +26,10 @@ class Failure(Exception):
 
 
 def _fail_line(exc: BaseException) -> str:
+    return " ".join(_fail_text(exc).split())  # always one line
+
+
+def _fail_text(exc: BaseException) -> str:
     known = (ValueError, OSError, KeyError, Failure, RuntimeError)
     if isinstance(exc, KeyError):
         return str(exc.args[0]) if exc.args else "missing key"
@@ -266,7 +270,7 @@ def models(as_json):
 
 
 @main.command()
-@click.argument("data", nargs=-1, required=True)
+@click.argument("data", nargs=-1)
 @click.option("--out", "out", required=True, help="Run folder (checkpoints, log.csv, config.json).")
 @click.option("--arch", default="hyperprior", show_default=True)
 @click.option("--N", "n", type=int, default=96, show_default=True, help="Hidden channels.")
@@ -282,19 +286,45 @@ def models(as_json):
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
+@click.option("--pack", default="", help="Train on a crop pack ('aecodec pack') instead of DATA.")
+@click.option("--init", default="", help="Start from these weights (.safetensors) unless resuming.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
+@click.option("--val-every", type=int, default=1000, show_default=True)
+@click.option("--progress/--no-progress", default=True)
 @guarded
 def train(data, out, arch, n, m, crop, batch, lr, steps, decay_at, minutes, ckpt_every, threads,
-          device, seed, resume):
+          device, seed, resume, pack, init, compile_, val_every, progress):
     """Train a model on image folders (loss = bpp + lambda*255^2*MSE, all qualities at once)."""
     from codec.models import ModelConfig
     from codec.training.loop import TrainConfig
     from codec.training.loop import train as run
 
-    tc = TrainConfig(data=list(data), out=out, model=ModelConfig(arch=arch, N=n, M=m), crop=crop,
-                     batch=batch, lr=lr, steps=steps, decay_at=decay_at, max_minutes=minutes,
-                     ckpt_every_s=ckpt_every, threads=threads, device=device, seed=seed)
+    if not data and not pack:
+        raise click.UsageError("give image folders to train on, or --pack")
+    tc = TrainConfig(data=list(data), out=out, model=ModelConfig(arch=arch, N=n, M=m),
+                     crop=crop, batch=batch, lr=lr, steps=steps, decay_at=decay_at, max_minutes=minutes,
+                     ckpt_every_s=ckpt_every, threads=threads, device=device, seed=seed, pack=pack,
+                     init=init, compile=compile_, val_every=val_every, progress=progress)
     path = run(tc, resume=resume, log=lambda msg: click.echo(msg, err=True))
     click.echo(f"checkpoint {path}")
+
+
+@main.command()
+@click.argument("data", nargs=-1, required=True)
+@click.option("-o", "--output", "out", required=True, help="Pack file to write (.safetensors).")
+@click.option("--count", type=int, default=200, show_default=True, help="Number of crops.")
+@click.option("--size", type=int, default=256, show_default=True, help="Crop side in pixels.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-f", "--force", is_flag=True)
+@guarded
+def pack(data, out, count, size, seed, force):
+    """Prepare a uint8 pack of training crops for a GPU burst (size*size*3*count bytes)."""
+    from codec.training.pack import make_pack
+
+    if Path(out).exists() and not force:
+        raise Failure(f"{out} already exists; pass -f/--force to overwrite it")
+    path = make_pack(list(data), out, count, size, seed)
+    click.echo(f"{path}: {count} crops of {size}x{size}, {path.stat().st_size / 2**20:.1f} MiB")
 
 
 @main.command()

@@ -32,6 +32,11 @@ from .priors import SCALES_MIN, ScaleTable, factorized_pmfs
 Y_BOUND = 4095
 
 
+def fp32(t: torch.Tensor):
+    """A context that turns autocast off on ``t``'s device."""
+    return torch.autocast(t.device.type, enabled=False)
+
+
 def _np_int(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().reshape(-1).numpy().astype(np.int32)
 
@@ -143,9 +148,12 @@ class HyperpriorLatentCodec(nn.Module):
 
     def forward(self, y, z_gain=None, z_inv_gain=None):
         z = self._gain(self.h_a(y), z_gain)
-        z_hat, z_lik = self.z(z)
-        scales, means = self.h_s(self._gain(z_hat, z_inv_gain)).chunk(2, 1)
-        y_hat, y_lik = self.y(y, scales, means)
+        with fp32(z):  # likelihoods stay fp32 under mixed precision
+            z_hat, z_lik = self.z(z.float())
+        params = self.h_s(self._gain(z_hat, z_inv_gain))
+        with fp32(y):
+            scales, means = params.float().chunk(2, 1)
+            y_hat, y_lik = self.y(y.float(), scales, means)
         return {"y_hat": y_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
 
     def _params64(self, z_hat, z_inv_gain):

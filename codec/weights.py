@@ -79,6 +79,13 @@ def _resize_buffers(model: torch.nn.Module, state: dict) -> None:
             mod._buffers[attr] = torch.empty_like(t)
 
 
+def load_state(model: torch.nn.Module, state: dict) -> torch.nn.Module:
+    """``model.load_state_dict(state)`` with the coding-table buffers resized."""
+    _resize_buffers(model, state)
+    model.load_state_dict(state)
+    return model
+
+
 def load(path) -> LoadedModel:
     path = Path(path)
     from safetensors import safe_open
@@ -91,8 +98,6 @@ def load(path) -> LoadedModel:
     digest = content_hash(state, metadata["config"])
     net = build(cfg)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
-    _resize_buffers(net, state)
-    net.load_state_dict(state)
-    net.eval()
+    load_state(net, state).eval()
     return LoadedModel(net, metadata.get("model_id", path.stem), digest, cfg,
                        json.loads(metadata.get("meta", "{}")), path)

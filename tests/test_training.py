@@ -74,7 +74,59 @@ def test_crops_are_reproducible_and_in_range(folder):
     assert torch.equal(a, b) and a.shape == (3, 3, 48, 48) and 0 <= a.min() and a.max() <= 1
 
 
+def test_crop_must_fit_the_stride(folder, tmp_path):
+    tc = cfg(folder, tmp_path / "e", 1)
+    tc.crop = 48
+    with pytest.raises(ValueError, match="multiple of 64"):
+        train(tc, log=lambda *_: None)
+
+
 def test_split_holds_out_every_twentieth():
     paths = [f"{i:03d}" for i in range(45)]
     train_, val = split(paths)
     assert val == ["000", "020", "040"] and len(train_) == 42 and not set(val) & set(train_)
+
+
+def test_pack_sampler_trains_without_image_folders(folder, tmp_path):
+    from codec.training.pack import PackSampler, make_pack
+    p = make_pack([folder], tmp_path / "pack.safetensors", count=10, size=72)
+    s = PackSampler(p, 64)
+    x = s.sample(4, torch.Generator().manual_seed(0))
+    assert x.shape == (4, 3, 64, 64) and 0 <= x.min() and x.max() <= 1
+    tc = cfg(folder, tmp_path / "run", 2)
+    tc.data, tc.pack = [], str(p)
+    assert checkpoint.load(train(tc, log=lambda *_: None))["step"] == 2
+
+
+def test_ddp_on_cpu_with_two_processes(folder, tmp_path):
+    import socket
+    import subprocess
+    import sys
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(port),
+           "-m", "cli.main", "train", str(folder), "--out", str(out), "--N", "8", "--M", "12",
+           "--crop", "64", "--batch", "2", "--steps", "3", "--no-progress"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    st = checkpoint.load(checkpoint.latest(out))
+    assert st["step"] == 3 and len(st["gens"]) == 2
+    assert not torch.equal(st["gens"][0], st["gens"][1])  # each rank draws its own crops
+
+
+def test_compact_checkpoint_resumes_the_run(folder, tmp_path):
+    from codec.training.compact import save_compact
+    full = checkpoint.load(train(cfg(folder, tmp_path / "f", 2), log=lambda *_: None))
+    run2 = tmp_path / "g"
+    paths = save_compact(full, run2 / "compact", cap=20_000)
+    assert len(paths) > 1 and all(p.stat().st_size < 40_000 for p in paths)
+    st = checkpoint.load(checkpoint.latest(run2))
+    assert st["step"] == 2
+    for k, v in full["model"].items():
+        expect = v.half().float() if v.is_floating_point() else v
+        assert torch.equal(st["model"][k], expect), k
+    resumed = checkpoint.load(train(cfg(folder, run2, 4), resume=True, log=lambda *_: None))
+    assert resumed["step"] == 4

@@ -27,9 +27,18 @@ def save(folder: Path, state: dict, keep: int = 2) -> Path:
 
 
 def latest(folder: Path) -> Path | None:
+    """The newest full checkpoint in a run folder, else a compact one
+    (``compact/state.json``, see compact.py), else None."""
     found = sorted(Path(folder).glob("ckpt-*.pt"))
-    return found[-1] if found else None
+    if found:
+        return found[-1]
+    compact = Path(folder) / "compact"
+    return compact if (compact / "state.json").exists() else None
 
 
 def load(path: Path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        from .compact import load_compact
+        return load_compact(path)
     return torch.load(path, map_location="cpu", weights_only=True)

@@ -18,8 +18,7 @@ def export(ckpt_path, out_path, model_id: str, hardware: str = "") -> dict:
     st = checkpoint.load(ckpt_path)
     cfg = ModelConfig.from_json(st["model_config"])
     net = build(cfg)
-    net.load_state_dict(st["model"])
-    net.eval()
+    weights.load_state(net, st["model"]).eval()
     tc = json.loads(st["train_config"])
     wall = None
     log = ckpt_path.parent / "log.csv"

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..models import ModelConfig, build
+from ..weights import load_state
 from . import checkpoint
 from .data import CropSampler, list_images, load_uint8, split, validation_crops
 from .losses import bits_per_pixel, rd_loss
@@ -44,6 +45,9 @@ class TrainConfig:
     threads: int = 1
     seed: int = 0
     device: str = "cpu"
+    compile: bool = False
+    pack: str = ""                   # a crop pack (pack.py) instead of image folders
+    init: str = ""                   # start from these weights (.safetensors) when not resuming
     progress: bool = True
 
     def to_dict(self) -> dict:
@@ -100,17 +104,82 @@ def _optimizers(model, tc):
     aux = {n for n, _ in model.named_parameters() if n.endswith(".quantiles")}
     main = [p for n, p in model.named_parameters() if n not in aux]
     aux_p = [p for n, p in model.named_parameters() if n in aux]
-    return torch.optim.Adam(main, lr=tc.lr), torch.optim.Adam(aux_p, lr=tc.aux_lr)
+    fused = {"fused": True} if str(tc.device).startswith("cuda") else {}
+    return torch.optim.Adam(main, lr=tc.lr, **fused), torch.optim.Adam(aux_p, lr=tc.aux_lr, **fused)
+
+
+def train_step(model, fwd, opt, aux_opt, x, q, clip: float):
+    """One optimisation step; ``fwd`` is the model, maybe DDP-wrapped or
+    compiled. On CUDA the transforms run in bf16 and the input is made
+    channels-last. -> (losses dict, aux loss)."""
+    cuda = x.device.type == "cuda"
+    if cuda:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cuda):
+        out = fwd(x, q)
+    losses = rd_loss(out, x, model.lmbda(q))
+    aux = model.aux_loss()  # trains only the quantiles; no RD gradient reaches them
+    opt.zero_grad(set_to_none=True)
+    aux_opt.zero_grad(set_to_none=True)
+    (losses["loss"] + aux).backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], clip)
+    opt.step()
+    aux_opt.step()
+    return losses, aux
+
+
+def _distributed(tc):
+    """(rank, world size, device) -- set up by torchrun's environment, if any."""
+    import os
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, torch.device(tc.device)
+    import torch.distributed as dist
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = str(tc.device).startswith("cuda")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    return rank, world, device
+
+
+def _gather(obj, world):
+    if world == 1:
+        return [obj]
+    import torch.distributed as dist
+    out = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def train(tc: TrainConfig, resume: bool = False, log=print) -> Path:
-    """Train until ``steps`` or ``max_minutes``; returns the last checkpoint."""
+    """Train until ``steps`` or ``max_minutes``; returns the last checkpoint.
+
+    Under ``torchrun`` each process trains on its own crops and DDP averages
+    the gradients (gloo on CPU, NCCL on CUDA); rank 0 writes checkpoints and
+    logs. On CUDA: bf16 autocast (likelihoods in fp32), channels-last, fused
+    Adam, and ``torch.compile`` when ``tc.compile`` is set.
+    """
+    stride = build(tc.model).stride
+    if tc.crop % stride:
+        raise ValueError(f"crop {tc.crop} must be a multiple of {stride} for this model")
     torch.set_num_threads(tc.threads)
+    rank, world, device = _distributed(tc)
     out = Path(tc.out)
-    out.mkdir(parents=True, exist_ok=True)
-    gen = torch.Generator().manual_seed(tc.seed)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(tc.seed * 1000 + rank)
     torch.manual_seed(tc.seed)
-    model = build(tc.model).to(tc.device)
+    model = build(tc.model)
+    if tc.init and not resume:
+        from ..weights import load as load_weights
+        load_state(model, load_weights(tc.init).net.state_dict())
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
     opt, aux_opt = _optimizers(model, tc)
     step = 0
     last = checkpoint.latest(out) if resume else None
@@ -118,78 +187,100 @@ def train(tc: TrainConfig, resume: bool = False, log=print) -> Path:
         st = checkpoint.load(last)
         if st["model_config"] != tc.model.to_json():
             raise ValueError(f"checkpoint {last} was made for another model: {st['model_config']}")
-        model.load_state_dict(st["model"])
+        load_state(model, st["model"])
         opt.load_state_dict(st["opt"])
         aux_opt.load_state_dict(st["aux_opt"])
-        gen.set_state(st["gen"])
+        gens = st["gens"] if "gens" in st else [st["gen"]]
+        gen.set_state(gens[rank] if rank < len(gens) else gens[0])
         torch.set_rng_state(st["torch_rng"])
         step = int(st["step"])
-        log(f"resumed from {last} at step {step}")
-    (out / "config.json").write_text(json.dumps(tc.to_dict(), indent=2))
+        if rank == 0:
+            log(f"resumed from {last} at step {step}")
+    if rank == 0:
+        (out / "config.json").write_text(json.dumps(tc.to_dict(), indent=2))
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    fwd = torch.compile(net) if tc.compile else net
 
-    paths = list_images(tc.data)
-    train_paths, val_paths = split(paths)
-    sampler = CropSampler([load_uint8(p) for p in train_paths], tc.crop)
-    val = [c.to(tc.device) for c in validation_crops([load_uint8(p) for p in val_paths])]
+    train_paths, val_paths = split(list_images(tc.data)) if tc.data else ([], [])
+    if tc.pack:
+        from .pack import PackSampler
+        sampler = PackSampler(tc.pack, tc.crop, device)
+    else:
+        sampler = CropSampler([load_uint8(p) for p in train_paths], tc.crop)
+    if rank != 0:
+        val = []
+    elif val_paths:
+        val = [c.to(device) for c in validation_crops([load_uint8(p) for p in val_paths])]
+    else:
+        val = getattr(sampler, "val", [])
     levels = tc.model.levels
 
     def state():
+        gens = _gather(gen.get_state(), world)
         return {"model": model.state_dict(), "opt": opt.state_dict(),
-                "aux_opt": aux_opt.state_dict(), "gen": gen.get_state(),
+                "aux_opt": aux_opt.state_dict(), "gen": gens[0], "gens": gens,
                 "torch_rng": torch.get_rng_state(), "step": step,
                 "model_config": tc.model.to_json(), "train_config": json.dumps(tc.to_dict())}
+
+    def save():
+        st = state()  # every rank joins the gather
+        return checkpoint.save(out, st) if rank == 0 else None
 
     log_path = out / "log.csv"
     new_log = not log_path.exists()
     t0 = last_ckpt = time.monotonic()
     saved = last
     bar = None
-    if tc.progress:
+    if tc.progress and rank == 0:
         from tqdm import tqdm
         bar = tqdm(total=tc.steps, initial=step, dynamic_ncols=True, unit="step")
     model.train()
-    with open(log_path, "a", newline="") as fh, _Stop() as stop:
-        writer = csv.writer(fh)
-        if new_log:
-            writer.writerow(["step", "time", "lr", "loss", "bpp", "psnr", "aux", "val"])
+    fh = open(log_path, "a", newline="") if rank == 0 else None
+    writer = csv.writer(fh) if fh else None
+    if writer and new_log:
+        writer.writerow(["step", "time", "lr", "loss", "bpp", "psnr", "aux", "val"])
+    with _Stop() as stop:
         while step < tc.steps:
             for group in opt.param_groups:
                 group["lr"] = lr_at(tc, step)
-            x = sampler.sample(tc.batch, gen).to(tc.device)
-            q = torch.randint(1, levels + 1, (tc.batch,), generator=gen).float().to(tc.device)
-            out_ = model(x, q)
-            losses = rd_loss(out_, x, model.lmbda(q))
-            opt.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            if tc.clip:
-                torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], tc.clip)
-            opt.step()
-            aux = model.aux_loss()
-            aux_opt.zero_grad(set_to_none=True)
-            aux.backward()
-            aux_opt.step()
+            x = sampler.sample(tc.batch, gen).to(device, non_blocking=True)
+            q = torch.randint(1, levels + 1, (tc.batch,), generator=gen).float().to(device)
+            losses, aux = train_step(model, fwd, opt, aux_opt, x, q, tc.clip)
             step += 1
-            val_res = validate(model, val) if step % tc.val_every == 0 else None
-            if step % 20 == 0 or val_res:
+            val_res = validate(model, val) if val and step % tc.val_every == 0 else None
+            if writer and (step % 20 == 0 or val_res):
                 writer.writerow([step, round(time.monotonic() - t0, 1), lr_at(tc, step),
-                                 round(float(losses["loss"]), 4), round(float(losses["bpp"]), 4),
-                                 round(float(losses["psnr"]), 3), round(float(aux), 2),
+                                 round(losses["loss"].item(), 4), round(losses["bpp"].item(), 4),
+                                 round(losses["psnr"].item(), 3), round(aux.item(), 2),
                                  json.dumps(val_res) if val_res else ""])
                 fh.flush()
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(losses['loss']):.3f}", bpp=f"{float(losses['bpp']):.3f}",
-                                psnr=f"{float(losses['psnr']):.2f}")
+                if step % 10 == 0:
+                    bar.set_postfix(loss=f"{losses['loss'].item():.3f}", bpp=f"{losses['bpp'].item():.3f}",
+                                    psnr=f"{losses['psnr'].item():.2f}")
             if val_res:
                 log(f"step {step} val {json.dumps({k: round(v, 3) for k, v in val_res.items()})}")
-            timeout = (time.monotonic() - t0) / 60 >= tc.max_minutes
-            if stop.flag or timeout or time.monotonic() - last_ckpt >= tc.ckpt_every_s:
-                saved = checkpoint.save(out, state())
+            flags = torch.tensor([stop.flag, (time.monotonic() - t0) / 60 >= tc.max_minutes,
+                                  time.monotonic() - last_ckpt >= tc.ckpt_every_s], dtype=torch.int32)
+            if world > 1:  # every rank must agree on when to stop and save
+                import torch.distributed as dist
+                flags = flags.to(device)
+                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+                flags = flags.cpu()
+            stopping = bool(flags[0] or flags[1])
+            if stopping or flags[2]:
+                saved = save() or saved
                 last_ckpt = time.monotonic()
-                if stop.flag or timeout:
+                if stopping:
                     break
         else:
-            saved = checkpoint.save(out, state())
+            saved = save() or saved
+    if fh:
+        fh.close()
     if bar is not None:
         bar.close()
     return saved
