@@ -12,6 +12,7 @@ Layout, little-endian::
     width        I
     height       I
     quality      f    rate parameter the model was run at (float32)
+    tile         H    tile side in units of 64 pixels; 0: one tile (the whole image)
     model_len    B    then model_len bytes of ASCII model id
     weights      8s   first 8 bytes of the SHA-256 of the weights file
     recon_crc    I    CRC32 of the encoder's reconstructed colour pixels
@@ -36,7 +37,7 @@ MODES = ("RGB", "L", "RGBA", "LA")
 DEFAULT_MAX_PIXELS = 16_000_000
 MAX_STREAMS = 16
 
-_FIXED = struct.Struct("<4sBHBBBBIIf")  # magic .. quality
+_FIXED = struct.Struct("<4sBHBBBBIIfH")  # magic .. tile
 _MIN_HEADER = _FIXED.size + 1 + 8 + 4 + 1 + 4 + 4
 
 
@@ -58,6 +59,7 @@ class Header:
     stream_lengths: list = field(default_factory=list)
     version: int = FORMAT_VERSION
     flags: int = 0
+    tile: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -76,7 +78,7 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
     header_len = _MIN_HEADER + len(model) + 4 * len(streams)
     head = _FIXED.pack(MAGIC, FORMAT_VERSION, header_len, LATENT_KINDS.index(header.latent_kind),
                        MODES.index(header.mode), header.bit_depth, header.flags,
-                       header.width, header.height, header.quality)
+                       header.width, header.height, header.quality, header.tile)
     head += bytes([len(model)]) + model + header.weights
     head += struct.pack("<IB", header.recon_crc, len(streams))
     head += struct.pack(f"<{len(streams)}I", *map(len, streams))
@@ -110,7 +112,7 @@ def parse_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
     (hcrc,) = struct.unpack_from("<I", data, header_len - 4)
     if zlib.crc32(data[: header_len - 4]) != hcrc:
         raise ContainerError("header is corrupt (checksum mismatch)")
-    (_, _, _, kind, mode, depth, flags, width, height, quality) = _FIXED.unpack_from(data, 0)
+    (_, _, _, kind, mode, depth, flags, width, height, quality, tile) = _FIXED.unpack_from(data, 0)
     pos = _FIXED.size
     mlen = data[pos]
     pos += 1
@@ -136,7 +138,8 @@ def parse_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
                              f"of {max_pixels}; pass --max-pixels to raise it")
     header = Header(width=width, height=height, mode=MODES[mode], model=model, weights=weights,
                     quality=quality, latent_kind=LATENT_KINDS[kind], bit_depth=depth,
-                    recon_crc=recon_crc, stream_lengths=lengths, version=version, flags=flags)
+                    recon_crc=recon_crc, stream_lengths=lengths, version=version, flags=flags,
+                    tile=tile)
     return header, header_len, pcrc
 
 

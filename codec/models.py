@@ -78,6 +78,7 @@ class HyperpriorCodec(nn.Module):
         self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, M))
         self.log_zgain = nn.Parameter(torch.zeros(L, N))
         self.log_zinv_gain = nn.Parameter(torch.zeros(L, N))
+        self._cache = {}  # inference copies of the transforms; not in the state dict
 
     # ------------------------------------------------------------------ gains
     def check_quality(self, quality: float) -> float:
@@ -124,13 +125,29 @@ class HyperpriorCodec(nn.Module):
     def _single_gains(self, quality: float) -> dict:
         return self.gains(torch.tensor([self.check_quality(quality)]))
 
+    def _fast(self, name: str) -> nn.Module:
+        """Inference copies of g_a / g_s (fast.py), built on first use."""
+        if name not in self._cache:
+            from .fast import accelerate
+            self._cache[name] = accelerate(getattr(self, name))
+        return self._cache[name]
+
+    def train(self, mode: bool = True):
+        self._cache.clear()
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._cache.clear()
+        super()._load_from_state_dict(*args, **kwargs)
+
     @torch.inference_mode()
     def compress_tensor(self, x: torch.Tensor, quality: float):
         """x (1, 3, H, W) in [0, 1], H and W multiples of ``stride``.
         -> (list of byte strings, x_hat (1, 3, H, W) float32 that
         :meth:`decompress_tensor` reproduces exactly)."""
         g = self._single_gains(quality)
-        y = self.g_a(x) * g["y"]
+        y = self._fast("g_a")(x.contiguous(memory_format=torch.channels_last)) * g["y"]
+        y = y.contiguous()
         strings, y_hat = self.latent.compress(y, g["z"], g["z_inv"])
         return strings, self._synthesize(y_hat, g)
 
@@ -142,8 +159,8 @@ class HyperpriorCodec(nn.Module):
         return self._synthesize(y_hat, g)
 
     def _synthesize(self, y_hat: torch.Tensor, g: dict) -> torch.Tensor:
-        y_in = (y_hat * g["y_inv"].double()).float()
-        return self.g_s(y_in).clamp_(0, 1)
+        y_in = (y_hat * g["y_inv"].double()).float().contiguous(memory_format=torch.channels_last)
+        return self._fast("g_s")(y_in).clamp_(0, 1).contiguous()
 
 
 ARCHS = {"hyperprior": HyperpriorCodec}

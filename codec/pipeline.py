@@ -123,6 +123,8 @@ def decode(data: bytes, model=None,
     if len(streams) != n + has_alpha:
         raise ContainerError(f"file has {len(streams)} streams, expected {n + has_alpha}")
     lm.net.check_quality(header.quality)
+    if header.tile:
+        raise DecodeError("tiled .aec files are not supported by this aecodec; upgrade aecodec")
     s = lm.net.stride
     hp, wp = -(-header.height // s) * s, -(-header.width // s) * s
     try:

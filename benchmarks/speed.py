@@ -1,0 +1,133 @@
+"""Encode/decode speed: aecodec's shipped models vs CompressAI's reference
+implementation of the same architecture and Pillow's JPEG / WebP / AVIF.
+
+    python benchmarks/speed.py [--model ID|PATH] [--images A.png,B.png] [--repeat 3]
+
+For aecodec, decode time is split into entropy decoding (constriction: z and
+y streams) and transforms (h_s in float64 and g_s). CompressAI's reference
+(``MeanScaleHyperprior`` with random weights, its own rANS coder) runs at
+the same N, M on the same pixels. Prints a table, writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from codec import pipeline
+from codec.models import pad_to
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_IMAGES = [ROOT.parent / "shared/data/kodak/kodim01.png",
+                  ROOT.parent / "shared/data/train/photos"]
+
+
+def _best(fn, repeat):
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def bench_aecodec(lm, img, repeat, quality=4.0):
+    net = lm.net
+    enc_s, res = _best(lambda: pipeline.encode(img, quality, lm), repeat)
+    dec_s, _ = _best(lambda: pipeline.decode(res.data, lm), repeat)
+    # decode, split by stage
+    from codec.container import unpack
+    header, streams = unpack(res.data)
+    hp, wp = (-(-header.height // 64) * 64), (-(-header.width // 64) * 64)
+    g = net._single_gains(quality)
+    lat = net.latent
+    t = {}
+    with torch.inference_mode():
+        t["z_decode"], z_hat = _best(lambda: lat.z.decompress(streams[0], (net.cfg.N, hp // 64, wp // 64)), repeat)
+        t["h_s"], (scales, means) = _best(lambda: lat._params64(z_hat, g["z_inv"]), repeat)
+        t["y_decode"], y_hat = _best(lambda: lat.y.decompress(streams[1], scales, means), repeat)
+        t["g_s"], _ = _best(lambda: net._synthesize(y_hat, g), repeat)
+    return {"encode_s": enc_s, "decode_s": dec_s, "entropy_decode_s": t["z_decode"] + t["y_decode"],
+            "transform_decode_s": t["h_s"] + t["g_s"], "bpp": res.bpp, "psnr": res.psnr}
+
+
+def bench_compressai(cfg, img, repeat):
+    warnings.simplefilter("ignore")
+    from compressai.models import MeanScaleHyperprior
+    torch.manual_seed(0)
+    ref = MeanScaleHyperprior(cfg.N, cfg.M).eval()
+    ref.update(force=True)
+    x = pad_to(torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255, 64)
+    with torch.inference_mode():
+        enc_s, out = _best(lambda: ref.compress(x), repeat)
+        dec_s, _ = _best(lambda: ref.decompress(out["strings"], out["shape"]), repeat)
+    return {"encode_s": enc_s, "decode_s": dec_s}
+
+
+def bench_pillow(img, repeat):
+    rows = {}
+    im = Image.fromarray(img)
+    for name, kw in (("JPEG q75", dict(format="JPEG", quality=75)),
+                     ("WebP q75", dict(format="WEBP", quality=75)),
+                     ("AVIF q60 speed4", dict(format="AVIF", quality=60, speed=4))):
+        def enc():
+            buf = io.BytesIO()
+            im.save(buf, **kw)
+            return buf.getvalue()
+        try:
+            e, data = _best(enc, repeat)
+        except (KeyError, OSError, ValueError):
+            continue
+        d, _ = _best(lambda: Image.open(io.BytesIO(data)).load(), repeat)
+        rows[name] = {"encode_s": e, "decode_s": d}
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--images", default="")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--json", default=str(ROOT / "benchmarks/results/speed.json"))
+    a = ap.parse_args()
+    lm = pipeline.load_model(a.model)
+    paths = [Path(p) for p in a.images.split(",") if p] or DEFAULT_IMAGES
+    paths = [sorted(p.glob("*.png"))[0] if p.is_dir() else p for p in paths]
+    rows = []
+    for path in paths:
+        img = np.asarray(Image.open(path).convert("RGB"))
+        mp = img.shape[0] * img.shape[1] / 1e6
+        for threads in [int(t) for t in a.threads.split(",")]:
+            torch.set_num_threads(threads)
+            entries = {f"aecodec {lm.model_id}": bench_aecodec(lm, img, a.repeat),
+                       f"compressai MeanScaleHyperprior({lm.config.N},{lm.config.M}) reference":
+                           bench_compressai(lm.config, img, a.repeat)}
+            entries.update(bench_pillow(img, a.repeat))
+            for name, r in entries.items():
+                r.update(codec=name, image=path.name, megapixels=round(mp, 3), threads=threads,
+                         encode_mp_s=mp / r["encode_s"], decode_mp_s=mp / r["decode_s"])
+                rows.append(r)
+    print(f"{'codec':58} {'image':14} {'thr':>3} {'enc MP/s':>9} {'dec MP/s':>9} {'dec s':>7} {'entropy s':>9} {'transf s':>8}")
+    for r in rows:
+        ent = f"{r['entropy_decode_s']:.3f}" if "entropy_decode_s" in r else ""
+        tra = f"{r['transform_decode_s']:.3f}" if "transform_decode_s" in r else ""
+        print(f"{r['codec'][:58]:58} {r['image'][:14]:14} {r['threads']:>3} {r['encode_mp_s']:>9.3f} "
+              f"{r['decode_mp_s']:>9.3f} {r['decode_s']:>7.3f} {ent:>9} {tra:>8}")
+    out = Path(a.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": f"{platform.machine()}, {torch.get_num_threads()} threads max",
+                               "torch": torch.__version__, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
