@@ -136,9 +136,11 @@ def _run_all(pairs, work, show_bar):
 @click.option("--model", help="Model id (see 'aecodec models') or a .safetensors file.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file.")
-@click.option("--max-pixels", type=int, default=None, help="Refuse larger images (default 16e6).")
+@click.option("--max-pixels", type=int, default=None, help="Refuse larger images (default 1e8).")
+@click.option("--tile", type=int, default=1024, show_default=True,
+              help="Tile side in pixels (multiple of 64; 0: whole image at once).")
 @guarded
-def compress(inputs, out, quality, target_bpp, target_psnr, model, force, as_json, max_pixels):
+def compress(inputs, out, quality, target_bpp, target_psnr, model, force, as_json, max_pixels, tile):
     """Compress images to .aec files."""
     from codec import container
     from codec.fileio import write_atomic
@@ -158,9 +160,9 @@ def compress(inputs, out, quality, target_bpp, target_psnr, model, force, as_jso
             warnings.simplefilter("always", UserWarning)
             if target_bpp is not None or target_psnr is not None:
                 res = encode_target(src, target_bpp=target_bpp, target_psnr=target_psnr,
-                                    model=model, max_pixels=limit)
+                                    model=model, max_pixels=limit, tile=tile)
             else:
-                res = encode(src, quality=quality, model=model, max_pixels=limit)
+                res = encode(src, quality=quality, model=model, max_pixels=limit, tile=tile)
         for w in caught:
             click.echo(f"aecodec: warning: {src}: {w.message}", err=True)
         write_atomic(dst, res.data, force=force)
@@ -182,15 +184,23 @@ def compress(inputs, out, quality, target_bpp, target_psnr, model, force, as_jso
 @click.option("-o", "--output", "out", help="Output image (format from its suffix), or folder.")
 @click.option("--model", help="Weights file for .aec files made by a model not shipped here.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
-@click.option("--max-pixels", type=int, default=None, help="Refuse larger images (default 16e6).")
+@click.option("--max-pixels", type=int, default=None, help="Refuse larger images (default 1e8).")
+@click.option("--crop", help="Decode only the region X,Y,W,H (left, top, width, height).")
 @guarded
-def decompress(inputs, out, model, force, max_pixels):
+def decompress(inputs, out, model, force, max_pixels, crop):
     """Decompress .aec files to PNG (or any format Pillow writes)."""
     from codec import container
     from codec.fileio import write_atomic
     from codec.pipeline import decode
 
     limit = max_pixels or container.DEFAULT_MAX_PIXELS
+    region = None
+    if crop:
+        try:
+            region = tuple(int(v) for v in crop.split(","))
+            assert len(region) == 4
+        except (ValueError, AssertionError):
+            raise click.BadParameter("expected X,Y,W,H (four integers)", param_hint="--crop") from None
     files, many = _expand(inputs, {".aec"})
     outs = _outputs(files, many, out, ".png")
 
@@ -198,7 +208,7 @@ def decompress(inputs, out, model, force, max_pixels):
         if dst.exists() and not force:
             raise Failure(f"{dst} already exists; pass -f/--force to overwrite it")
         try:
-            pic = decode(src.read_bytes(), model=model, max_pixels=limit)
+            pic = decode(src.read_bytes(), model=model, max_pixels=limit, region=region)
         except ValueError as exc:
             raise Failure(f"{src}: {exc}") from None
         buf = io.BytesIO()

@@ -16,7 +16,7 @@ Layout, little-endian::
     model_len    B    then model_len bytes of ASCII model id
     weights      8s   first 8 bytes of the SHA-256 of the weights file
     recon_crc    I    CRC32 of the encoder's reconstructed colour pixels
-    n_streams    B    then n_streams x I stream lengths
+    n_streams    H    then n_streams x I stream lengths
     payload_crc  I    CRC32 of everything after the header
     header_crc   I    CRC32 of all header bytes before this field
 
@@ -34,11 +34,11 @@ FORMAT_VERSION = 1
 LATENT_KINDS = ("scalar", "vq", "binary")
 MODES = ("RGB", "L", "RGBA", "LA")
 #: Decoders refuse images above this many pixels unless told otherwise.
-DEFAULT_MAX_PIXELS = 16_000_000
-MAX_STREAMS = 16
+DEFAULT_MAX_PIXELS = 100_000_000
+MAX_STREAMS = 65535
 
 _FIXED = struct.Struct("<4sBHBBBBIIfH")  # magic .. tile
-_MIN_HEADER = _FIXED.size + 1 + 8 + 4 + 1 + 4 + 4
+_MIN_HEADER = _FIXED.size + 1 + 8 + 4 + 2 + 4 + 4
 
 
 class ContainerError(ValueError):
@@ -80,12 +80,19 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
                        MODES.index(header.mode), header.bit_depth, header.flags,
                        header.width, header.height, header.quality, header.tile)
     head += bytes([len(model)]) + model + header.weights
-    head += struct.pack("<IB", header.recon_crc, len(streams))
+    head += struct.pack("<IH", header.recon_crc, len(streams))
     head += struct.pack(f"<{len(streams)}I", *map(len, streams))
     head += struct.pack("<I", zlib.crc32(payload))
     head += struct.pack("<I", zlib.crc32(head))
     assert len(head) == header_len
     return head + payload
+
+
+def header_length(prefix: bytes) -> int:
+    """The header length announced by the first 7 bytes of a file."""
+    if len(prefix) < 7 or prefix[:4] != MAGIC:
+        raise ContainerError("not an aecodec file (bad magic bytes)")
+    return struct.unpack_from("<H", prefix, 5)[0]
 
 
 def parse_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[Header, int, int]:
@@ -120,8 +127,8 @@ def parse_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
         model = data[pos:pos + mlen].decode("ascii")
         weights = data[pos + mlen:pos + mlen + 8]
         pos += mlen + 8
-        recon_crc, n = struct.unpack_from("<IB", data, pos)
-        pos += 5
+        recon_crc, n = struct.unpack_from("<IH", data, pos)
+        pos += 6
         lengths = list(struct.unpack_from(f"<{n}I", data, pos))
         pos += 4 * n
         (pcrc,) = struct.unpack_from("<I", data, pos)

@@ -61,7 +61,8 @@ class FrozenGDN(nn.Module):
 
     def forward(self, x):
         norm = F.conv2d(x * x, self.gamma, self.beta)
-        return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
+        norm = norm.sqrt_() if self.inverse else norm.rsqrt_()
+        return norm.mul_(x)
 
 
 def accelerate(seq: nn.Sequential) -> nn.Sequential:

@@ -62,7 +62,7 @@ def pad_to(x: torch.Tensor, stride: int) -> torch.Tensor:
 class HyperpriorCodec(nn.Module):
     latent_kind = "scalar"
     stride = transforms.STRIDE
-    n_streams = 2  # z, y
+
 
     def __init__(self, cfg: ModelConfig = ModelConfig()) -> None:
         super().__init__()

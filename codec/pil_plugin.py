@@ -11,8 +11,6 @@ from PIL import Image, ImageFile
 
 from . import container
 
-_HEADER_PEEK = 2048
-
 
 def _accept(prefix: bytes) -> bool:
     return prefix[:4] == container.MAGIC
@@ -23,10 +21,11 @@ class AecImageFile(ImageFile.ImageFile):
     format_description = "aecodec learned image codec"
 
     def _open(self) -> None:
-        head = self.fp.read(_HEADER_PEEK)
+        head = self.fp.read(7)
         if not _accept(head):
             raise SyntaxError("not an aecodec file")
         try:
+            head += self.fp.read(max(0, container.header_length(head) - 7))
             header, _, _ = container.parse_header(head)
         except container.ContainerError as exc:
             raise SyntaxError(str(exc)) from None

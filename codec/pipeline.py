@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import functools
 import math
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from . import container, io, registry, weights
+from . import container, io, registry, tiling, weights
 from .container import ContainerError, Header
-from .models import pad_to
 
 
 class DecodeError(ValueError):
@@ -58,15 +55,6 @@ def load_model(model=None) -> weights.LoadedModel:
     return _load_cached(str(path), path.stat().st_mtime)
 
 
-def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float().div_(255.0)
-
-
-def _to_uint8(x: torch.Tensor, height: int, width: int) -> np.ndarray:
-    x = x[0, :, :height, :width].mul(255.0).round_().clamp_(0, 255)
-    return x.to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-
-
 def _quality(q) -> float:
     q = float(np.float32(q))
     if not math.isfinite(q):
@@ -75,19 +63,24 @@ def _quality(q) -> float:
 
 
 def encode(image, quality: float = 4, model=None,
-           max_pixels: int | None = container.DEFAULT_MAX_PIXELS) -> EncodeResult:
+           max_pixels: int | None = container.DEFAULT_MAX_PIXELS,
+           tile: int = tiling.DEFAULT_TILE) -> EncodeResult:
+    """Image -> .aec bytes and the exact picture decode() will return.
+    ``tile``: tile side in pixels (a multiple of 64; 0 for one tile)."""
+    if tile < 0 or tile % 64 or tile // 64 > 65535:
+        raise ValueError(f"tile must be a multiple of 64 pixels, got {tile}")
     lm = load_model(model)
     pic = io.load(image, max_pixels=max_pixels)
     q = _quality(quality)
     lm.net.check_quality(q)
-    x = pad_to(_to_tensor(pic.rgb), lm.net.stride)
-    strings, x_hat = lm.net.compress_tensor(x, q)
-    rgb = _to_uint8(x_hat, pic.height, pic.width)
+    strings, recon = tiling.encode(lm.net, pic.rgb, q, tile)
+    rgb = recon[:pic.height, :pic.width]
     if pic.alpha is not None:
         strings = strings + [io.png_bytes(pic.alpha)]
     header = Header(width=pic.width, height=pic.height, mode=pic.mode, model=lm.model_id,
                     weights=lm.weights_hash, quality=q, latent_kind=lm.net.latent_kind,
-                    bit_depth=pic.bit_depth, recon_crc=zlib.crc32(rgb.tobytes()))
+                    bit_depth=pic.bit_depth, recon_crc=tiling.crc_rows(rgb),
+                    tile=tile // 64, stream_lengths=[len(b) for b in strings])
     data = container.pack(header, strings)
     recon = io.Picture(rgb, pic.alpha, pic.mode)
     if pic.mode in ("L", "LA"):
@@ -108,8 +101,10 @@ def check_model(header: Header, lm: weights.LoadedModel) -> None:
                           f"codes {lm.net.latent_kind}")
 
 
-def decode(data: bytes, model=None,
-           max_pixels: int | None = container.DEFAULT_MAX_PIXELS) -> io.Picture:
+def decode(data: bytes, model=None, max_pixels: int | None = container.DEFAULT_MAX_PIXELS,
+           region: tuple[int, int, int, int] | None = None) -> io.Picture:
+    """.aec bytes -> Picture. ``region`` (left, top, width, height) decodes
+    only the tiles that region needs and returns just that part."""
     header, streams = container.unpack(bytes(data), max_pixels=max_pixels)
     if model is None:
         if header.model not in registry.MODELS:
@@ -118,31 +113,43 @@ def decode(data: bytes, model=None,
         model = header.model
     lm = load_model(model)
     check_model(header, lm)
-    n = lm.net.n_streams
-    has_alpha = header.mode in ("RGBA", "LA")
-    if len(streams) != n + has_alpha:
-        raise ContainerError(f"file has {len(streams)} streams, expected {n + has_alpha}")
     lm.net.check_quality(header.quality)
-    if header.tile:
-        raise DecodeError("tiled .aec files are not supported by this aecodec; upgrade aecodec")
+    has_alpha = header.mode in ("RGBA", "LA")
+    if len(streams) < 2 + has_alpha:
+        raise ContainerError(f"file has {len(streams)} streams, too few for its image")
+    box = None
+    if region is not None:
+        left, top, w, h = region
+        if w < 1 or h < 1 or left < 0 or top < 0 or left + w > header.width or top + h > header.height:
+            raise ValueError(f"region {left},{top},{w},{h} is not inside the "
+                             f"{header.width}x{header.height} image")
+        box = (top, left, h, w)
     s = lm.net.stride
     hp, wp = -(-header.height // s) * s, -(-header.width // s) * s
+    latent = streams[:len(streams) - has_alpha]
     try:
-        x_hat = lm.net.decompress_tensor(streams[:n], hp, wp, header.quality)
+        recon = tiling.decode(lm.net, latent, hp, wp, header.quality, header.tile * 64,
+                              header.height, header.width, region=box)
+    except tiling.TileError as exc:
+        raise DecodeError(str(exc)) from None
     except RuntimeError as exc:
         raise DecodeError(f"cannot decode the latent ({exc})") from None
-    rgb = _to_uint8(x_hat, header.height, header.width)
-    if zlib.crc32(rgb.tobytes()) != header.recon_crc:
+    rgb = recon[:header.height, :header.width]
+    if box is None and tiling.crc_rows(rgb) != header.recon_crc:
         raise DecodeError("decoded pixels differ from the encoder's reconstruction (checksum "
                           "mismatch): the file is corrupt or was made on a platform whose "
                           "arithmetic differs")
-    alpha = io.png_plane(streams[n], header.width, header.height) if has_alpha else None
+    alpha = io.png_plane(streams[-1], header.width, header.height) if has_alpha else None
+    if box is not None:
+        top, left, h, w = box
+        rgb = np.ascontiguousarray(rgb[top:top + h, left:left + w])
+        alpha = None if alpha is None else np.ascontiguousarray(alpha[top:top + h, left:left + w])
     return io.Picture(rgb, alpha, header.mode)
 
 
 def encode_target(image, target_bpp: float | None = None, target_psnr: float | None = None,
                   model=None, max_pixels: int | None = container.DEFAULT_MAX_PIXELS,
-                  iterations: int = 7) -> EncodeResult:
+                  iterations: int = 7, tile: int = tiling.DEFAULT_TILE) -> EncodeResult:
     """Bisect the (continuous) quality for the largest file within
     ``target_bpp``, or the smallest file reaching ``target_psnr``. Rate and
     PSNR grow with quality; if no quality meets the target, the closest end
@@ -157,22 +164,22 @@ def encode_target(image, target_bpp: float | None = None, target_psnr: float | N
         return r.bpp <= target_bpp if target_bpp is not None else r.psnr >= target_psnr
 
     if target_bpp is not None:
-        best = encode(pic, lo, lm, max_pixels)
+        best = encode(pic, lo, lm, max_pixels, tile)
         if not ok(best):
             return best
-        top = encode(pic, hi, lm, max_pixels)
+        top = encode(pic, hi, lm, max_pixels, tile)
         if ok(top):
             return top
     else:
-        best = encode(pic, hi, lm, max_pixels)
+        best = encode(pic, hi, lm, max_pixels, tile)
         if not ok(best):
             return best
-        bottom = encode(pic, lo, lm, max_pixels)
+        bottom = encode(pic, lo, lm, max_pixels, tile)
         if ok(bottom):
             return bottom
     for _ in range(iterations):
         mid = (lo + hi) / 2
-        r = encode(pic, mid, lm, max_pixels)
+        r = encode(pic, mid, lm, max_pixels, tile)
         if ok(r):
             best = r
             lo, hi = (mid, hi) if target_bpp is not None else (lo, mid)

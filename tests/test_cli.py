@@ -132,3 +132,15 @@ def test_help_and_info_do_not_import_torch(aec_file):
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_decompress_a_region(tiny_model, photo_png, tmp_path):
+    assert run("compress", photo_png, "--model", tiny_model, "--tile", "64").exit_code == 0
+    r = run("decompress", tmp_path / "photo.aec", "--model", tiny_model, "--crop", "10,20,30,40",
+            "-o", tmp_path / "part.png")
+    assert r.exit_code == 0, r.output
+    full = run("decompress", tmp_path / "photo.aec", "--model", tiny_model, "-o", tmp_path / "full.png")
+    assert full.exit_code == 0
+    part = np.asarray(Image.open(tmp_path / "part.png"))
+    assert np.array_equal(part, np.asarray(Image.open(tmp_path / "full.png"))[20:60, 10:40])
+    assert run("decompress", tmp_path / "photo.aec", "--crop", "1,2", "-o", tmp_path / "x.png").exit_code == 2

@@ -1,0 +1,188 @@
+"""Tiled coding: any image size in bounded memory, and region decoding.
+
+The padded image is cut into ``tile``-pixel squares (a multiple of 64). Each
+transform runs per tile on the tile plus a margin wider than its receptive
+field, and the margin is cropped off, so the latents match whole-image
+processing up to float rounding -- no seams:
+
+* g_a: tile + 64 px of context -> its part of y;
+* h_a runs on the whole y (it is 16x smaller than the image); z is coded as
+  one stream;
+* h_s: z around the tile (+2 z positions) -> the tile's means and scales;
+  the tile's y is coded as its own stream, so any tile decodes alone;
+* g_s: the tile's y plus 4 latent positions of context -> the tile's pixels.
+
+Streams: ``[z, tile_crcs, y_0, ..., y_{n-1}]``. ``tile_crcs`` holds a CRC32 of
+each tile's reconstructed pixels, so a region decode is checked too.
+Encoder and decoder cut the same tiles, so decoding stays bit-exact.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import torch
+
+G_MARGIN = 64      # pixels of context for g_a and g_s (4 latent positions)
+H_MARGIN = 2       # z positions of context for h_s
+DEFAULT_TILE = 1024
+
+
+def rects(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """(top, left, h, w) of each tile in raster order; ``tile`` 0: one tile."""
+    if tile <= 0:
+        return [(0, 0, height, width)]
+    return [(t, l, min(tile, height - t), min(tile, width - l))
+            for t in range(0, height, tile) for l in range(0, width, tile)]
+
+
+def _grow(a: int, b: int, m: int, hi: int) -> tuple[int, int]:
+    return max(0, a - m), min(hi, b + m)
+
+
+def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    x = x[0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+    return x.permute(1, 2, 0).contiguous().numpy()
+
+
+def crc_rows(a: np.ndarray, crc: int = 0) -> int:
+    """CRC32 of a (rows, cols, 3) uint8 array's pixels in row-major order,
+    row by row (a cropped view is not contiguous; this avoids copying it)."""
+    for row in a:
+        crc = zlib.crc32(np.ascontiguousarray(row), crc)
+    return crc
+
+
+def _tile_crc(recon: np.ndarray, r, height: int, width: int) -> int:
+    t, l, h, w = r
+    return crc_rows(recon[t:min(t + h, height), l:min(l + w, width)])
+
+
+def _window(rgb: np.ndarray, t0, t1, l0, l1) -> np.ndarray:
+    """rgb[t0:t1, l0:l1] of the image replicate-padded beyond its edges."""
+    h, w = rgb.shape[:2]
+    part = rgb[t0:min(t1, h), l0:min(l1, w)]
+    ph, pw = t1 - t0 - part.shape[0], l1 - l0 - part.shape[1]
+    return np.pad(part, ((0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else part
+
+
+@torch.inference_mode()
+def encode(net, rgb: np.ndarray, quality: float, tile: int):
+    """rgb: (H, W, 3) uint8; it is replicate-padded to the model's stride
+    tile by tile. -> (streams, reconstruction (Hp, Wp, 3) uint8)."""
+    height, width = rgb.shape[:2]
+    s = net.stride
+    hp, wp = -(-height // s) * s, -(-width // s) * s
+    g = net._single_gains(quality)
+    g_a, lat = net._fast("g_a"), net.latent
+    y = torch.empty(1, net.cfg.M, hp // 16, wp // 16)
+    for t, l, h, w in rects(hp, wp, tile):
+        t0, t1 = _grow(t, t + h, G_MARGIN, hp)
+        l0, l1 = _grow(l, l + w, G_MARGIN, wp)
+        yt = g_a(_to_tensor(_window(rgb, t0, t1, l0, l1)))
+        y[:, :, t // 16:(t + h) // 16, l // 16:(l + w) // 16] = \
+            yt[:, :, (t - t0) // 16:(t - t0 + h) // 16, (l - l0) // 16:(l - l0 + w) // 16]
+    y *= g["y"]
+    z = lat.h_a(y) * g["z"]
+    z_bytes, z_hat = lat.z.compress(z)
+    y_in = y  # each tile's slice is overwritten with its decoder input once coded
+    y_streams = []
+    for r in rects(hp, wp, tile):
+        sl = _y_slice(r)
+        scales, means = _params(lat, z_hat, r, g)
+        data, y_hat = lat.y.compress(y[sl], scales, means)
+        y_streams.append(data)
+        y_in[sl] = (y_hat * g["y_inv"].double()).float()
+    recon = _synthesize(net, y_in, (hp, wp), tile)
+    crcs = [_tile_crc(recon, r, height, width) for r in rects(hp, wp, tile)]
+    return [z_bytes, struct.pack(f"<{len(crcs)}I", *crcs)] + y_streams, recon
+
+
+def _y_slice(r):
+    t, l, h, w = r
+    return (slice(None), slice(None), slice(t // 16, (t + h) // 16), slice(l // 16, (l + w) // 16))
+
+
+def _params(lat, z_hat, r, g):
+    """h_s (float64) on the tile's z with context -> the tile's (scales, means)."""
+    t, l, h, w = (v // 64 for v in r)
+    hz, wz = z_hat.shape[-2:]
+    t0, t1 = _grow(t, t + h, H_MARGIN, hz)
+    l0, l1 = _grow(l, l + w, H_MARGIN, wz)
+    scales, means = lat._params64(z_hat[:, :, t0:t1, l0:l1], g["z_inv"])
+    crop = (slice(None), slice(None), slice((t - t0) * 4, (t - t0 + h) * 4),
+            slice((l - l0) * 4, (l - l0 + w) * 4))
+    return scales[crop], means[crop]
+
+
+def _synthesize(net, y_in, shape, tile, only=None):
+    """g_s tile by tile (with context) -> (Hp, Wp, 3) uint8; ``only``: the
+    indexes of the tiles to produce (others stay zero)."""
+    hp, wp = shape[:2]
+    g_s = net._fast("g_s")
+    out = np.zeros((hp, wp, 3), np.uint8)
+    for i, (t, l, h, w) in enumerate(rects(hp, wp, tile)):
+        if only is not None and i not in only:
+            continue
+        t0, t1 = _grow(t, t + h, G_MARGIN, hp)
+        l0, l1 = _grow(l, l + w, G_MARGIN, wp)
+        yt = y_in[:, :, t0 // 16:t1 // 16, l0 // 16:l1 // 16].contiguous(memory_format=torch.channels_last)
+        xt = g_s(yt).clamp_(0, 1)
+        out[t:t + h, l:l + w] = _to_uint8(xt[:, :, t - t0:t - t0 + h, l - l0:l - l0 + w])
+    return out
+
+
+class TileError(ValueError):
+    pass
+
+
+@torch.inference_mode()
+def decode(net, streams, hp: int, wp: int, quality: float, tile: int, height: int, width: int,
+           region=None) -> np.ndarray:
+    """-> (Hp, Wp, 3) uint8 reconstruction. ``region`` (top, left, h, w):
+    decode only the tiles needed for it (the rest of the array stays zero)."""
+    all_rects = rects(hp, wp, tile)
+    if len(streams) != 2 + len(all_rects):
+        raise TileError(f"file has {len(streams)} latent streams, its tiling needs {2 + len(all_rects)}")
+    if len(streams[1]) != 4 * len(all_rects):
+        raise TileError("tile checksum table is corrupt")
+    crcs = struct.unpack(f"<{len(all_rects)}I", streams[1])
+    g = net._single_gains(quality)
+    lat = net.latent
+    z_hat = lat.z.decompress(streams[0], (net.cfg.N, hp // 64, wp // 64))
+    out_tiles = set(range(len(all_rects)))
+    y_tiles = out_tiles
+    if region is not None:
+        out_tiles = {i for i, r in enumerate(all_rects) if _overlap(r, region)}
+        need = [_grown(all_rects[i], hp, wp) for i in out_tiles]
+        y_tiles = {i for i, r in enumerate(all_rects) if any(_overlap(r, n) for n in need)}
+    y_in = torch.zeros(1, net.cfg.M, hp // 16, wp // 16)
+    for i in sorted(y_tiles):
+        r = all_rects[i]
+        scales, means = _params(lat, z_hat, r, g)
+        y_hat = lat.y.decompress(streams[2 + i], scales, means)
+        y_in[_y_slice(r)] = (y_hat * g["y_inv"].double()).float()
+    recon = _synthesize(net, y_in, (hp, wp), tile, only=out_tiles)
+    for i in out_tiles:
+        if _tile_crc(recon, all_rects[i], height, width) != crcs[i]:
+            raise TileError(f"decoded tile {i} differs from the encoder's reconstruction (checksum "
+                            f"mismatch): the file is corrupt or was made on a platform whose "
+                            f"arithmetic differs")
+    return recon
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def _grown(r, hp, wp):
+    t0, t1 = _grow(r[0], r[0] + r[2], G_MARGIN, hp)
+    l0, l1 = _grow(r[1], r[1] + r[3], G_MARGIN, wp)
+    return (t0, l0, t1 - t0, l1 - l0)
