@@ -111,19 +111,99 @@ def _progress(items, show):
     return tqdm(items, unit="file", file=sys.stderr, dynamic_ncols=True)
 
 
-def _run_all(pairs, work, show_bar):
-    """Run ``work(src, dst)`` on each pair; report each failure, exit 1 if any."""
+def _init_worker(threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)
+    warnings.simplefilter("ignore", FutureWarning)
+
+
+def _run_all(pairs, work, show_bar, workers: int = 1):
+    """Run ``work(src, dst) -> (stdout lines, warning lines)`` on each pair,
+    in ``workers`` processes when more than one; report each failure on its
+    own line and exit 1 at the end if any failed."""
     failed = 0
-    for src, dst in _progress(pairs, show_bar):
-        try:
-            work(src, dst)
-        except (ValueError, OSError, KeyError, RuntimeError, Failure) as exc:
-            if click.get_current_context().find_root().obj.get("debug"):
-                raise
-            failed += 1
-            click.echo(f"aecodec: error: {_fail_line(exc)}", err=True)
+    debug = click.get_current_context().find_root().obj.get("debug")
+    errors = (ValueError, OSError, KeyError, RuntimeError, Failure)
+
+    def report(result):
+        lines, warns = result
+        for w in warns:
+            click.echo(f"aecodec: warning: {w}", err=True)
+        for line in lines:
+            click.echo(line)
+
+    if workers > 1 and len(pairs) > 1:
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(threads,)) as pool:
+            futures = [pool.submit(work, src, dst) for src, dst in pairs]
+            for fut in _progress(futures, show_bar):
+                try:
+                    report(fut.result())
+                except errors as exc:
+                    if debug:
+                        raise
+                    failed += 1
+                    click.echo(f"aecodec: error: {_fail_line(exc)}", err=True)
+    else:
+        for src, dst in _progress(pairs, show_bar):
+            try:
+                report(work(src, dst))
+            except errors as exc:
+                if debug:
+                    raise
+                failed += 1
+                click.echo(f"aecodec: error: {_fail_line(exc)}", err=True)
     if failed:
         sys.exit(1)
+
+
+def _compress_one(src, dst, opts):
+    """One file: encode, write atomically. -> (stdout lines, warnings)."""
+    from codec.fileio import write_atomic
+    from codec.pipeline import encode, encode_target
+
+    if dst.exists() and not opts["force"]:
+        raise Failure(f"{dst} already exists; pass -f/--force to overwrite it")
+    t0 = time.perf_counter()
+    kw = dict(model=opts["model"], max_pixels=opts["limit"], tile=opts["tile"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        if opts["target_bpp"] is not None or opts["target_psnr"] is not None:
+            res = encode_target(src, target_bpp=opts["target_bpp"], target_psnr=opts["target_psnr"], **kw)
+        else:
+            res = encode(src, quality=opts["quality"], **kw)
+    write_atomic(dst, res.data, force=opts["force"])
+    secs = time.perf_counter() - t0
+    if opts["json"]:
+        line = json.dumps({"input": str(src), "output": str(dst), "bytes": len(res.data),
+                           "bpp": round(res.bpp, 6), "psnr": round(res.psnr, 4),
+                           "quality": res.header.quality, "model": res.header.model,
+                           "seconds": round(secs, 3)})
+    else:
+        line = (f"{src} -> {dst}: {len(res.data)} bytes, {res.bpp:.4f} bpp, {res.psnr:.2f} dB PSNR, "
+                f"quality {res.header.quality:g} ({secs:.2f} s)")
+    return [line], [f"{src}: {w.message}" for w in caught if issubclass(w.category, UserWarning)]
+
+
+def _decompress_one(src, dst, opts):
+    from codec.fileio import write_atomic
+    from codec.pipeline import decode
+
+    if dst.exists() and not opts["force"]:
+        raise Failure(f"{dst} already exists; pass -f/--force to overwrite it")
+    try:
+        pic = decode(src.read_bytes(), model=opts["model"], max_pixels=opts["limit"], region=opts["region"])
+    except ValueError as exc:
+        raise Failure(f"{src}: {exc}") from None
+    buf = io.BytesIO()
+    try:
+        pic.to_pil().save(buf, format=_format_for(dst))
+    except (KeyError, ValueError, OSError) as exc:
+        raise Failure(f"{dst}: cannot write this format ({exc})") from None
+    write_atomic(dst, buf.getvalue(), force=opts["force"])
+    return [f"{src} -> {dst}: {pic.width}x{pic.height} {pic.mode}"], []
 
 
 @main.command()
@@ -139,44 +219,22 @@ def _run_all(pairs, work, show_bar):
 @click.option("--max-pixels", type=int, default=None, help="Refuse larger images (default 1e8).")
 @click.option("--tile", type=int, default=1024, show_default=True,
               help="Tile side in pixels (multiple of 64; 0: whole image at once).")
+@click.option("--workers", type=int, default=1, show_default=True, help="Processes for many files.")
 @guarded
-def compress(inputs, out, quality, target_bpp, target_psnr, model, force, as_json, max_pixels, tile):
+def compress(inputs, out, quality, target_bpp, target_psnr, model, force, as_json, max_pixels, tile,
+             workers):
     """Compress images to .aec files."""
     from codec import container
-    from codec.fileio import write_atomic
-    from codec.pipeline import encode, encode_target
 
     if target_bpp is not None and target_psnr is not None:
         raise click.UsageError("give --target-bpp or --target-psnr, not both")
     limit = max_pixels or container.DEFAULT_MAX_PIXELS
     files, many = _expand(inputs, IMAGE_SUFFIXES)
     outs = _outputs(files, many, out, ".aec")
-
-    def work(src, dst):
-        if dst.exists() and not force:
-            raise Failure(f"{dst} already exists; pass -f/--force to overwrite it")
-        t0 = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            if target_bpp is not None or target_psnr is not None:
-                res = encode_target(src, target_bpp=target_bpp, target_psnr=target_psnr,
-                                    model=model, max_pixels=limit, tile=tile)
-            else:
-                res = encode(src, quality=quality, model=model, max_pixels=limit, tile=tile)
-        for w in caught:
-            click.echo(f"aecodec: warning: {src}: {w.message}", err=True)
-        write_atomic(dst, res.data, force=force)
-        secs = time.perf_counter() - t0
-        rec = {"input": str(src), "output": str(dst), "bytes": len(res.data),
-               "bpp": round(res.bpp, 6), "psnr": round(res.psnr, 4),
-               "quality": res.header.quality, "model": res.header.model, "seconds": round(secs, 3)}
-        if as_json:
-            click.echo(json.dumps(rec))
-        else:
-            click.echo(f"{src} -> {dst}: {len(res.data)} bytes, {res.bpp:.4f} bpp, "
-                       f"{res.psnr:.2f} dB PSNR, quality {res.header.quality:g} ({secs:.2f} s)")
-
-    _run_all(list(zip(files, outs)), work, many)
+    opts = dict(force=force, model=model, limit=limit, tile=tile, quality=quality, json=as_json,
+                target_bpp=target_bpp, target_psnr=target_psnr)
+    work = functools.partial(_compress_one, opts=opts)
+    _run_all(list(zip(files, outs)), work, many, workers)
 
 
 @main.command()
@@ -186,12 +244,11 @@ def compress(inputs, out, quality, target_bpp, target_psnr, model, force, as_jso
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--max-pixels", type=int, default=None, help="Refuse larger images (default 1e8).")
 @click.option("--crop", help="Decode only the region X,Y,W,H (left, top, width, height).")
+@click.option("--workers", type=int, default=1, show_default=True, help="Processes for many files.")
 @guarded
-def decompress(inputs, out, model, force, max_pixels, crop):
+def decompress(inputs, out, model, force, max_pixels, crop, workers):
     """Decompress .aec files to PNG (or any format Pillow writes)."""
     from codec import container
-    from codec.fileio import write_atomic
-    from codec.pipeline import decode
 
     limit = max_pixels or container.DEFAULT_MAX_PIXELS
     region = None
@@ -203,23 +260,9 @@ def decompress(inputs, out, model, force, max_pixels, crop):
             raise click.BadParameter("expected X,Y,W,H (four integers)", param_hint="--crop") from None
     files, many = _expand(inputs, {".aec"})
     outs = _outputs(files, many, out, ".png")
-
-    def work(src, dst):
-        if dst.exists() and not force:
-            raise Failure(f"{dst} already exists; pass -f/--force to overwrite it")
-        try:
-            pic = decode(src.read_bytes(), model=model, max_pixels=limit, region=region)
-        except ValueError as exc:
-            raise Failure(f"{src}: {exc}") from None
-        buf = io.BytesIO()
-        try:
-            pic.to_pil().save(buf, format=_format_for(dst))
-        except (KeyError, ValueError, OSError) as exc:
-            raise Failure(f"{dst}: cannot write this format ({exc})") from None
-        write_atomic(dst, buf.getvalue(), force=force)
-        click.echo(f"{src} -> {dst}: {pic.width}x{pic.height} {pic.mode}")
-
-    _run_all(list(zip(files, outs)), work, many)
+    opts = dict(force=force, model=model, limit=limit, region=region)
+    work = functools.partial(_decompress_one, opts=opts)
+    _run_all(list(zip(files, outs)), work, many, workers)
 
 
 def _format_for(path: Path) -> str:

@@ -144,3 +144,15 @@ def test_decompress_a_region(tiny_model, photo_png, tmp_path):
     part = np.asarray(Image.open(tmp_path / "part.png"))
     assert np.array_equal(part, np.asarray(Image.open(tmp_path / "full.png"))[20:60, 10:40])
     assert run("decompress", tmp_path / "photo.aec", "--crop", "1,2", "-o", tmp_path / "x.png").exit_code == 2
+
+
+def test_workers_give_the_same_files(tiny_model, photo, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(np.roll(photo, i * 5, 0)).save(src / f"im{i}.png")
+    assert run("compress", src, "-o", tmp_path / "a", "--model", tiny_model).exit_code == 0
+    r = run("compress", src, "-o", tmp_path / "b", "--model", tiny_model, "--workers", "2")
+    assert r.exit_code == 0, r.output
+    for i in range(3):
+        assert (tmp_path / "a" / f"im{i}.aec").read_bytes() == (tmp_path / "b" / f"im{i}.aec").read_bytes()
