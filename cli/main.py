@@ -398,6 +398,32 @@ def export(checkpoint, out, model_id, hardware, force):
 
 
 @main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--model", help="Model id or .safetensors file.")
+@click.option("--full", "full_dir", help="Also save each full latent (M x H/16 x W/16) as .npy here.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image with the vector.")
+@guarded
+def embed(inputs, model, full_dir, as_json):
+    """Latent embeddings: a fixed-length vector per image (channel means and stds of y)."""
+    import numpy as np
+
+    from codec.heads.embed import embed as run
+
+    files, _ = _expand(inputs, IMAGE_SUFFIXES)
+    if full_dir:
+        Path(full_dir).mkdir(parents=True, exist_ok=True)
+    for f in files:
+        vec = run(f, model=model)
+        if full_dir:
+            np.save(Path(full_dir) / (f.stem + ".npy"), run(f, model=model, pooled=False))
+        if as_json:
+            click.echo(json.dumps({"input": str(f), "dim": int(vec.size),
+                                   "embedding": [round(float(v), 5) for v in vec]}))
+        else:
+            click.echo(f"{f}: {vec.size}-d embedding, norm {float(np.linalg.norm(vec)):.3f}")
+
+
+@main.command()
 @click.option("-o", "--output", "out", default="out/demo", show_default=True, help="Folder for the results.")
 @click.option("-q", "--quality", type=float, default=4.0, show_default=True)
 @guarded

@@ -19,7 +19,7 @@ from .container import DEFAULT_MAX_PIXELS, ContainerError, Header
 from .io import ImageError
 from .registry import DEFAULT_MODEL, MODELS
 
-__all__ = ["compress", "decompress", "encode", "decode", "read_header", "load_model",
+__all__ = ["compress", "decompress", "encode", "decode", "read_header", "load_model", "embed",
            "ContainerError", "ImageError", "Header", "MODELS", "DEFAULT_MODEL"]
 __version__ = "0.1.0"
 
@@ -54,6 +54,14 @@ def decode(data: bytes, model=None, max_pixels=DEFAULT_MAX_PIXELS):
 def read_header(data: bytes, max_pixels=None) -> Header:
     from .container import parse_header
     return parse_header(data, max_pixels=max_pixels)[0]
+
+
+def embed(image, model=None, pooled: bool = True):
+    """The latent of an image under the codec's analysis transform: a
+    (M, H/16, W/16) array, or pooled to a fixed 2M vector (channel means and
+    standard deviations)."""
+    from .heads.embed import embed as _embed
+    return _embed(image, model=model, pooled=pooled)
 
 
 def load_model(name=None, quality=None):

@@ -124,8 +124,7 @@ def decode(data: bytes, model=None, max_pixels: int | None = container.DEFAULT_M
             raise ValueError(f"region {left},{top},{w},{h} is not inside the "
                              f"{header.width}x{header.height} image")
         box = (top, left, h, w)
-    s = lm.net.stride
-    hp, wp = -(-header.height // s) * s, -(-header.width // s) * s
+    hp, wp = tiling.padded_size(lm.net, header.height, header.width)
     latent = streams[:len(streams) - has_alpha]
     try:
         recon = tiling.decode(lm.net, latent, hp, wp, header.quality, header.tile * 64,

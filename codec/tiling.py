@@ -73,15 +73,16 @@ def _window(rgb: np.ndarray, t0, t1, l0, l1) -> np.ndarray:
     return np.pad(part, ((0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else part
 
 
-@torch.inference_mode()
-def encode(net, rgb: np.ndarray, quality: float, tile: int):
-    """rgb: (H, W, 3) uint8; it is replicate-padded to the model's stride
-    tile by tile. -> (streams, reconstruction (Hp, Wp, 3) uint8)."""
-    height, width = rgb.shape[:2]
+def padded_size(net, height: int, width: int) -> tuple[int, int]:
     s = net.stride
-    hp, wp = -(-height // s) * s, -(-width // s) * s
-    g = net._single_gains(quality)
-    g_a, lat = net._fast("g_a"), net.latent
+    return -(-height // s) * s, -(-width // s) * s
+
+
+@torch.inference_mode()
+def analyse(net, rgb: np.ndarray, tile: int) -> torch.Tensor:
+    """g_a tile by tile: (H, W, 3) uint8 -> y (1, M, Hp/16, Wp/16), before gains."""
+    hp, wp = padded_size(net, *rgb.shape[:2])
+    g_a = net._fast("g_a")
     y = torch.empty(1, net.cfg.M, hp // 16, wp // 16)
     for t, l, h, w in rects(hp, wp, tile):
         t0, t1 = _grow(t, t + h, G_MARGIN, hp)
@@ -89,7 +90,18 @@ def encode(net, rgb: np.ndarray, quality: float, tile: int):
         yt = g_a(_to_tensor(_window(rgb, t0, t1, l0, l1)))
         y[:, :, t // 16:(t + h) // 16, l // 16:(l + w) // 16] = \
             yt[:, :, (t - t0) // 16:(t - t0 + h) // 16, (l - l0) // 16:(l - l0 + w) // 16]
-    y *= g["y"]
+    return y
+
+
+@torch.inference_mode()
+def encode(net, rgb: np.ndarray, quality: float, tile: int):
+    """rgb: (H, W, 3) uint8; it is replicate-padded to the model's stride
+    tile by tile. -> (streams, reconstruction (Hp, Wp, 3) uint8)."""
+    height, width = rgb.shape[:2]
+    hp, wp = padded_size(net, height, width)
+    g = net._single_gains(quality)
+    lat = net.latent
+    y = analyse(net, rgb, tile) * g["y"]
     z = lat.h_a(y) * g["z"]
     z_bytes, z_hat = lat.z.compress(z)
     y_in = y  # each tile's slice is overwritten with its decoder input once coded

@@ -1,0 +1,1 @@
+"""Uses of the trained backbone beyond compression (they never touch the container)."""
