@@ -33,11 +33,12 @@ def compress(image, quality: float = 4, model=None, max_pixels=DEFAULT_MAX_PIXEL
     return _encode(image, quality=quality, model=model, max_pixels=max_pixels).data
 
 
-def encode(image, quality: float = 4, model=None, max_pixels=DEFAULT_MAX_PIXELS):
+def encode(image, quality: float = 4, model=None, max_pixels=DEFAULT_MAX_PIXELS, tile: int = 1024):
     """Like :func:`compress` but returns an ``EncodeResult`` with the exact
-    decoded picture, its PSNR and the bpp."""
+    decoded picture, its PSNR and the bpp. ``tile``: tile side in pixels
+    (a multiple of 64; 0 codes the whole image at once)."""
     from .pipeline import encode as _encode
-    return _encode(image, quality=quality, model=model, max_pixels=max_pixels)
+    return _encode(image, quality=quality, model=model, max_pixels=max_pixels, tile=tile)
 
 
 def decompress(data: bytes, model=None, max_pixels=DEFAULT_MAX_PIXELS):

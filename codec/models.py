@@ -18,6 +18,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,6 +38,8 @@ class ModelConfig:
     N: int = 128
     M: int = 192
     lambdas: tuple = LAMBDAS_MSE
+    codebook: int = 256      # vq: entries per codebook (one codebook per stage)
+    vq_dim: int = 4          # vq: length of each quantized vector (M is split into M / vq_dim)
 
     @property
     def levels(self) -> int:
@@ -59,17 +62,85 @@ def pad_to(x: torch.Tensor, stride: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
 
-class HyperpriorCodec(nn.Module):
+def interp_levels(table: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """Rows of ``table`` (L, ...) at fractional 1-based levels, interpolated
+    linearly between the two neighbours: (B,) -> (B, ...)."""
+    q = quality.to(table.device, torch.float32) - 1.0
+    lo = q.floor().clamp(0, table.shape[0] - 2).long()
+    t = (q - lo.float()).clamp(0, 1).view(-1, *([1] * (table.dim() - 1)))
+    return (1 - t) * table[lo] + t * table[lo + 1]
+
+
+class TransformCodec(nn.Module):
+    """What every codec shares: the backbone g_a / g_s, quality levels with a
+    lambda each, and fast inference copies of the transforms.
+
+    Subclasses add a latent codec through four coding verbs, called by
+    ``tiling.encode`` / ``tiling.decode``::
+
+        code_side(y, quality) -> (bytes, state)      whole-image side information
+        code_tile(state, rect) -> (bytes, y_in)      one tile's latent
+        decode_side(bytes, hp, wp, quality) -> state
+        decode_tile(state, bytes, rect) -> y_in
+
+    ``y`` is g_a's output, ``y_in`` what g_s receives; ``rect`` a tile in pixels.
+    """
+
     latent_kind = "scalar"
     stride = transforms.STRIDE
 
-
-    def __init__(self, cfg: ModelConfig = ModelConfig()) -> None:
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.g_a = transforms.analysis(cfg.N, cfg.M)
+        self.g_s = transforms.synthesis(cfg.N, cfg.M)
+        self._cache = {}  # inference copies of the transforms; not in the state dict
+
+    def check_quality(self, quality: float) -> float:
+        q = float(quality)
+        if not (1.0 <= q <= self.cfg.levels) or math.isnan(q):
+            raise ValueError(f"quality must be between 1 and {self.cfg.levels}, got {quality}")
+        return q
+
+    def lmbda(self, quality: torch.Tensor) -> torch.Tensor:
+        """The training lambda of (possibly fractional) qualities, log-interpolated."""
+        lam = torch.log(torch.tensor(self.cfg.lambdas, device=quality.device))
+        return torch.exp(interp_levels(lam, quality))
+
+    def aux_loss(self) -> torch.Tensor:
+        return torch.zeros(())
+
+    def update_tables(self) -> None:
+        pass
+
+    def _fast(self, name: str) -> nn.Module:
+        """Inference copies of g_a / g_s (fast.py), built on first use."""
+        if name not in self._cache:
+            from .fast import accelerate
+            self._cache[name] = accelerate(getattr(self, name))
+        return self._cache[name]
+
+    def train(self, mode: bool = True):
+        self._cache.clear()
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._cache.clear()
+        super()._load_from_state_dict(*args, **kwargs)
+
+
+def y_slice(r):
+    """The latent positions (at 1/16 scale) of a pixel rectangle (t, l, h, w)."""
+    t, l, h, w = r
+    return (slice(None), slice(None), slice(t // 16, (t + h) // 16), slice(l // 16, (l + w) // 16))
+
+
+class HyperpriorCodec(TransformCodec):
+    latent_kind = "scalar"
+
+    def __init__(self, cfg: ModelConfig = ModelConfig()) -> None:
+        super().__init__(cfg)
         N, M, L = cfg.N, cfg.M, cfg.levels
-        self.g_a = transforms.analysis(N, M)
-        self.g_s = transforms.synthesis(N, M)
         self.latent = HyperpriorLatentCodec(
             transforms.hyper_analysis(N, M), transforms.hyper_synthesis(N, M), N)
         # Log-gains; a larger lambda gets a finer quantizer (gain ~ sqrt(lambda)).
@@ -78,34 +149,15 @@ class HyperpriorCodec(nn.Module):
         self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, M))
         self.log_zgain = nn.Parameter(torch.zeros(L, N))
         self.log_zinv_gain = nn.Parameter(torch.zeros(L, N))
-        self._cache = {}  # inference copies of the transforms; not in the state dict
-
-    # ------------------------------------------------------------------ gains
-    def check_quality(self, quality: float) -> float:
-        q = float(quality)
-        if not (1.0 <= q <= self.cfg.levels) or math.isnan(q):
-            raise ValueError(f"quality must be between 1 and {self.cfg.levels}, got {quality}")
-        return q
 
     def gains(self, quality: torch.Tensor) -> dict:
-        """quality (B,) float in [1, L] -> four (B, C, 1, 1) gain tensors."""
-        q = quality.to(self.log_gain.device, torch.float32) - 1.0
-        lo = q.floor().clamp(0, self.cfg.levels - 2).long()
-        t = (q - lo.float()).clamp(0, 1)[:, None]
+        """quality (B,) float in [1, L] -> four (B, C, 1, 1) gain tensors,
+        log-gains interpolated between the neighbouring levels."""
+        def g(p):
+            return torch.exp(interp_levels(p, quality))[:, :, None, None]
 
-        def interp(p):
-            return torch.exp((1 - t) * p[lo] + t * p[lo + 1])[:, :, None, None]
-
-        return {"y": interp(self.log_gain), "y_inv": interp(self.log_inv_gain),
-                "z": interp(self.log_zgain), "z_inv": interp(self.log_zinv_gain)}
-
-    def lmbda(self, quality: torch.Tensor) -> torch.Tensor:
-        """The training lambda of (possibly fractional) qualities, log-interpolated."""
-        lam = torch.log(torch.tensor(self.cfg.lambdas, device=quality.device))
-        q = quality.float() - 1.0
-        lo = q.floor().clamp(0, self.cfg.levels - 2).long()
-        t = (q - lo.float()).clamp(0, 1)
-        return torch.exp((1 - t) * lam[lo] + t * lam[lo + 1])
+        return {"y": g(self.log_gain), "y_inv": g(self.log_inv_gain),
+                "z": g(self.log_zgain), "z_inv": g(self.log_zinv_gain)}
 
     # --------------------------------------------------------------- training
     def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict:
@@ -125,30 +177,50 @@ class HyperpriorCodec(nn.Module):
     def _single_gains(self, quality: float) -> dict:
         return self.gains(torch.tensor([self.check_quality(quality)]))
 
-    def _fast(self, name: str) -> nn.Module:
-        """Inference copies of g_a / g_s (fast.py), built on first use."""
-        if name not in self._cache:
-            from .fast import accelerate
-            self._cache[name] = accelerate(getattr(self, name))
-        return self._cache[name]
+    def code_side(self, y: torch.Tensor, quality: float):
+        """Gain y (in place), code z = h_a(y) as the side stream."""
+        g = self._single_gains(quality)
+        y *= g["y"]
+        z = self.latent.h_a(y) * g["z"]
+        z_bytes, z_hat = self.latent.z.compress(z)
+        return z_bytes, {"g": g, "z_hat": z_hat, "y": y}
 
-    def train(self, mode: bool = True):
-        self._cache.clear()
-        return super().train(mode)
+    def code_tile(self, state, r):
+        scales, means = self._tile_params(state, r)
+        data, y_hat = self.latent.y.compress(state["y"][y_slice(r)], scales, means)
+        return data, (y_hat * state["g"]["y_inv"].double()).float()
 
-    def _load_from_state_dict(self, *args, **kwargs):
-        self._cache.clear()
-        super()._load_from_state_dict(*args, **kwargs)
+    def decode_side(self, data: bytes, hp: int, wp: int, quality: float):
+        g = self._single_gains(quality)
+        z_hat = self.latent.z.decompress(data, (self.cfg.N, hp // 64, wp // 64))
+        return {"g": g, "z_hat": z_hat}
+
+    def decode_tile(self, state, data: bytes, r):
+        scales, means = self._tile_params(state, r)
+        y_hat = self.latent.y.decompress(data, scales, means)
+        return (y_hat * state["g"]["y_inv"].double()).float()
+
+    def _tile_params(self, state, r, margin: int = 2):
+        """h_s (float64) on the tile's z plus ``margin`` positions of context
+        -> the tile's (scales, means)."""
+        z_hat = state["z_hat"]
+        t, l, h, w = (v // 64 for v in r)
+        hz, wz = z_hat.shape[-2:]
+        t0, t1 = max(0, t - margin), min(hz, t + h + margin)
+        l0, l1 = max(0, l - margin), min(wz, l + w + margin)
+        scales, means = self.latent._params64(z_hat[:, :, t0:t1, l0:l1], state["g"]["z_inv"])
+        crop = (slice(None), slice(None), slice((t - t0) * 4, (t - t0 + h) * 4),
+                slice((l - l0) * 4, (l - l0 + w) * 4))
+        return scales[crop], means[crop]
 
     @torch.inference_mode()
     def compress_tensor(self, x: torch.Tensor, quality: float):
-        """x (1, 3, H, W) in [0, 1], H and W multiples of ``stride``.
-        -> (list of byte strings, x_hat (1, 3, H, W) float32 that
-        :meth:`decompress_tensor` reproduces exactly)."""
+        """Whole-image coding of x (1, 3, H, W) in [0, 1], H and W multiples
+        of ``stride``. -> (list of byte strings, x_hat (1, 3, H, W) float32
+        that :meth:`decompress_tensor` reproduces exactly)."""
         g = self._single_gains(quality)
         y = self._fast("g_a")(x.contiguous(memory_format=torch.channels_last)) * g["y"]
-        y = y.contiguous()
-        strings, y_hat = self.latent.compress(y, g["z"], g["z_inv"])
+        strings, y_hat = self.latent.compress(y.contiguous(), g["z"], g["z_inv"])
         return strings, self._synthesize(y_hat, g)
 
     @torch.inference_mode()
@@ -163,7 +235,143 @@ class HyperpriorCodec(nn.Module):
         return self._fast("g_s")(y_in).clamp_(0, 1).contiguous()
 
 
-ARCHS = {"hyperprior": HyperpriorCodec}
+class VQCodec(TransformCodec):
+    """VQ-VAE codec: g_a -> residual VQ (quantizers.ResidualVQ) -> g_s.
+
+    Quality n (1..S, rounded) uses the first n stages. The indices are coded
+    by constriction under a learned factorized categorical prior, one pmf per
+    (stage, group), trained by the rate term and frozen to an integer table
+    (``pmf_int``, counts out of 2^16) before coding.
+    """
+
+    latent_kind = "vq"
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        from .quantizers import ResidualVQ
+        self.vq = ResidualVQ(cfg.M, cfg.vq_dim, cfg.codebook, cfg.levels)
+        self.groups = cfg.M // cfg.vq_dim
+        self.prior_logits = nn.Parameter(torch.zeros(cfg.levels, self.groups, cfg.codebook))
+        self.register_buffer("pmf_int", torch.ones(cfg.levels, self.groups, cfg.codebook, dtype=torch.int32))
+
+    def stages(self, quality) -> torch.Tensor:
+        q = torch.as_tensor(quality, dtype=torch.float32)
+        return q.round().clamp(1, self.cfg.levels).long()
+
+    def forward(self, x, quality):
+        y = self.g_a(x)
+        n = self.stages(quality).to(x.device)
+        y_hat, syms, aux = self.vq(y, n)                      # syms (S, B, G, H, W)
+        logp = F.log_softmax(self.prior_logits, -1)           # (S, G, K)
+        s_idx = torch.arange(self.cfg.levels, device=x.device)[:, None, None, None, None]
+        g_idx = torch.arange(self.groups, device=x.device)[None, None, :, None, None]
+        lp = logp[s_idx, g_idx, syms]                          # (S, B, G, H, W)
+        used = (s_idx[:, :, 0] < n[None, :, None, None]).to(lp.dtype)[:, :, None]
+        lik = torch.exp(lp * used).permute(1, 0, 2, 3, 4)      # unused stages cost nothing
+        return {"x_hat": self.g_s(y_hat), "likelihoods": {"vq": lik}, "aux": aux}
+
+    def update_tables(self) -> None:
+        p = torch.softmax(self.prior_logits.detach().double(), -1)
+        self.pmf_int.copy_((p * 65536).round().clamp_min(1).to(torch.int32))
+
+    def _pmfs(self, n):
+        pmf = self.pmf_int.double()
+        return [(pmf[s, g] / pmf[s, g].sum()).numpy() for s in range(n) for g in range(self.groups)]
+
+    def code_side(self, y, quality):
+        return b"", {"y": y, "n": int(self.stages(quality))}
+
+    def code_tile(self, state, r):
+        from . import coding
+        n = state["n"]
+        yt = state["y"][y_slice(r)]
+        _, syms, _ = self.vq(yt, torch.tensor([n]))
+        rows = [syms[s, 0, g].reshape(-1).numpy() for s in range(n) for g in range(self.groups)]
+        return coding.encode_categorical_rows(rows, self._pmfs(n)), self.vq.lookup(syms[:n], n)
+
+    def decode_side(self, data, hp, wp, quality):
+        if data:
+            raise ValueError("unexpected side stream for a VQ file")
+        return {"n": int(self.stages(quality))}
+
+    def decode_tile(self, state, data, r):
+        from . import coding
+        n = state["n"]
+        h, w = r[2] // 16, r[3] // 16
+        rows = coding.decode_categorical_rows(data, [h * w] * (n * self.groups), self._pmfs(n))
+        syms = torch.from_numpy(np.stack(rows).astype(np.int64)).view(n, 1, self.groups, h, w)
+        return self.vq.lookup(syms, n)
+
+
+class BinaryCodec(TransformCodec):
+    """Binary codec: g_a -> sign bits (quantizers.BinaryQuantizer) -> g_s.
+
+    Quality q in [1, L] keeps the first round(q / L * M) latent channels
+    (trained nested, so fractional qualities work). The bits are coded by
+    constriction under a learned per-channel Bernoulli model, frozen to an
+    integer table (``p_one_int``, out of 2^16): a predictable bit costs
+    less than one bit.
+    """
+
+    latent_kind = "binary"
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        from .quantizers import BinaryQuantizer
+        self.binarize = BinaryQuantizer()
+        self.prior_logits = nn.Parameter(torch.zeros(cfg.M))
+        self.register_buffer("p_one_int", torch.full((cfg.M,), 32768, dtype=torch.int32))
+
+    def keep(self, quality) -> torch.Tensor:
+        q = torch.as_tensor(quality, dtype=torch.float32)
+        return (q / self.cfg.levels * self.cfg.M).round().clamp(1, self.cfg.M).long()
+
+    def forward(self, x, quality):
+        y = self.g_a(x)
+        keep = self.keep(quality).to(x.device)
+        b, bits = self.binarize(y, keep)
+        p = torch.sigmoid(self.prior_logits)[None, :, None, None]
+        lik = torch.where(bits.bool(), p, 1 - p)
+        used = (torch.arange(self.cfg.M, device=x.device)[None, :] < keep[:, None])[:, :, None, None]
+        lik = torch.where(used, lik, torch.ones_like(lik))
+        return {"x_hat": self.g_s(b), "likelihoods": {"bits": lik}}
+
+    def update_tables(self) -> None:
+        p = torch.sigmoid(self.prior_logits.detach().double())
+        self.p_one_int.copy_((p * 65536).round().clamp(1, 65535).to(torch.int32))
+
+    def code_side(self, y, quality):
+        return b"", {"y": y, "keep": int(self.keep(quality))}
+
+    def _p(self, keep, hw):
+        p = self.p_one_int[:keep].double().numpy() / 65536.0
+        return np.repeat(p, hw)
+
+    def code_tile(self, state, r):
+        from . import coding
+        keep = state["keep"]
+        yt = state["y"][y_slice(r)]
+        b, bits = self.binarize(yt, torch.tensor([keep]))
+        h, w = yt.shape[-2:]
+        data = coding.encode_bernoulli(bits[0, :keep].reshape(-1).numpy(), self._p(keep, h * w))
+        return data, b
+
+    def decode_side(self, data, hp, wp, quality):
+        if data:
+            raise ValueError("unexpected side stream for a binary file")
+        return {"keep": int(self.keep(quality))}
+
+    def decode_tile(self, state, data, r):
+        from . import coding
+        keep = state["keep"]
+        h, w = r[2] // 16, r[3] // 16
+        bits = coding.decode_bernoulli(data, self._p(keep, h * w))
+        b = torch.zeros(1, self.cfg.M, h, w)
+        b[0, :keep] = torch.from_numpy(bits.astype(np.float32)).view(keep, h, w) * 2 - 1
+        return b
+
+
+ARCHS = {"hyperprior": HyperpriorCodec, "vq": VQCodec, "binary": BinaryCodec}
 
 
 def build(cfg: ModelConfig) -> nn.Module:

@@ -25,8 +25,9 @@ import zlib
 import numpy as np
 import torch
 
+from .models import y_slice
+
 G_MARGIN = 64      # pixels of context for g_a and g_s (4 latent positions)
-H_MARGIN = 2       # z positions of context for h_s
 DEFAULT_TILE = 1024
 
 
@@ -99,39 +100,17 @@ def encode(net, rgb: np.ndarray, quality: float, tile: int):
     tile by tile. -> (streams, reconstruction (Hp, Wp, 3) uint8)."""
     height, width = rgb.shape[:2]
     hp, wp = padded_size(net, height, width)
-    g = net._single_gains(quality)
-    lat = net.latent
-    y = analyse(net, rgb, tile) * g["y"]
-    z = lat.h_a(y) * g["z"]
-    z_bytes, z_hat = lat.z.compress(z)
-    y_in = y  # each tile's slice is overwritten with its decoder input once coded
-    y_streams = []
+    y = analyse(net, rgb, tile)
+    side, state = net.code_side(y, quality)
+    y_in = torch.empty(1, net.cfg.M, hp // 16, wp // 16)
+    tiles = []
     for r in rects(hp, wp, tile):
-        sl = _y_slice(r)
-        scales, means = _params(lat, z_hat, r, g)
-        data, y_hat = lat.y.compress(y[sl], scales, means)
-        y_streams.append(data)
-        y_in[sl] = (y_hat * g["y_inv"].double()).float()
+        data, y_in[y_slice(r)] = net.code_tile(state, r)
+        tiles.append(data)
+    del state, y
     recon = _synthesize(net, y_in, (hp, wp), tile)
     crcs = [_tile_crc(recon, r, height, width) for r in rects(hp, wp, tile)]
-    return [z_bytes, struct.pack(f"<{len(crcs)}I", *crcs)] + y_streams, recon
-
-
-def _y_slice(r):
-    t, l, h, w = r
-    return (slice(None), slice(None), slice(t // 16, (t + h) // 16), slice(l // 16, (l + w) // 16))
-
-
-def _params(lat, z_hat, r, g):
-    """h_s (float64) on the tile's z with context -> the tile's (scales, means)."""
-    t, l, h, w = (v // 64 for v in r)
-    hz, wz = z_hat.shape[-2:]
-    t0, t1 = _grow(t, t + h, H_MARGIN, hz)
-    l0, l1 = _grow(l, l + w, H_MARGIN, wz)
-    scales, means = lat._params64(z_hat[:, :, t0:t1, l0:l1], g["z_inv"])
-    crop = (slice(None), slice(None), slice((t - t0) * 4, (t - t0 + h) * 4),
-            slice((l - l0) * 4, (l - l0 + w) * 4))
-    return scales[crop], means[crop]
+    return [side, struct.pack(f"<{len(crcs)}I", *crcs)] + tiles, recon
 
 
 def _synthesize(net, y_in, shape, tile, only=None):
@@ -166,9 +145,7 @@ def decode(net, streams, hp: int, wp: int, quality: float, tile: int, height: in
     if len(streams[1]) != 4 * len(all_rects):
         raise TileError("tile checksum table is corrupt")
     crcs = struct.unpack(f"<{len(all_rects)}I", streams[1])
-    g = net._single_gains(quality)
-    lat = net.latent
-    z_hat = lat.z.decompress(streams[0], (net.cfg.N, hp // 64, wp // 64))
+    state = net.decode_side(streams[0], hp, wp, quality)
     out_tiles = set(range(len(all_rects)))
     y_tiles = out_tiles
     if region is not None:
@@ -178,9 +155,7 @@ def decode(net, streams, hp: int, wp: int, quality: float, tile: int, height: in
     y_in = torch.zeros(1, net.cfg.M, hp // 16, wp // 16)
     for i in sorted(y_tiles):
         r = all_rects[i]
-        scales, means = _params(lat, z_hat, r, g)
-        y_hat = lat.y.decompress(streams[2 + i], scales, means)
-        y_in[_y_slice(r)] = (y_hat * g["y_inv"].double()).float()
+        y_in[y_slice(r)] = net.decode_tile(state, streams[2 + i], r)
     recon = _synthesize(net, y_in, (hp, wp), tile, only=out_tiles)
     for i in out_tiles:
         if _tile_crc(recon, all_rects[i], height, width) != crcs[i]:

@@ -36,6 +36,8 @@ def save_compact(st: dict, folder, cap: int = CAP) -> list[Path]:
         tensors[f"model/{k}"] = t.half() if t.is_floating_point() else t
     for name in ("opt", "aux_opt"):
         o = st[name]
+        if not o:  # a model without an auxiliary optimizer
+            continue
         meta[name] = {"param_groups": o["param_groups"], "steps": {}}
         for pid, s in o["state"].items():
             for k, t in s.items():
@@ -71,6 +73,9 @@ def load_compact(folder) -> dict:
     gens = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng/gen"))]
     st["gens"], st["gen"] = gens, gens[0]
     for name in ("opt", "aux_opt"):
+        if name not in meta:
+            st[name] = {}
+            continue
         state = {}
         for k, v in tensors.items():
             if k.startswith(name + "/"):

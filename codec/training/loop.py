@@ -105,7 +105,8 @@ def _optimizers(model, tc):
     main = [p for n, p in model.named_parameters() if n not in aux]
     aux_p = [p for n, p in model.named_parameters() if n in aux]
     fused = {"fused": True} if str(tc.device).startswith("cuda") else {}
-    return torch.optim.Adam(main, lr=tc.lr, **fused), torch.optim.Adam(aux_p, lr=tc.aux_lr, **fused)
+    aux_opt = torch.optim.Adam(aux_p, lr=tc.aux_lr, **fused) if aux_p else None
+    return torch.optim.Adam(main, lr=tc.lr, **fused), aux_opt
 
 
 def train_step(model, fwd, opt, aux_opt, x, q, clip: float):
@@ -120,12 +121,15 @@ def train_step(model, fwd, opt, aux_opt, x, q, clip: float):
     losses = rd_loss(out, x, model.lmbda(q))
     aux = model.aux_loss()  # trains only the quantiles; no RD gradient reaches them
     opt.zero_grad(set_to_none=True)
-    aux_opt.zero_grad(set_to_none=True)
-    (losses["loss"] + aux).backward()
+    if aux_opt is not None:
+        aux_opt.zero_grad(set_to_none=True)
+    # "aux" of a model's output: its quantizer's own loss (VQ codebook/commitment)
+    (losses["loss"] + aux + out.get("aux", 0.0)).backward()
     if clip:
         torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], clip)
     opt.step()
-    aux_opt.step()
+    if aux_opt is not None:
+        aux_opt.step()
     return losses, aux
 
 
@@ -185,11 +189,12 @@ def train(tc: TrainConfig, resume: bool = False, log=print) -> Path:
     last = checkpoint.latest(out) if resume else None
     if last is not None:
         st = checkpoint.load(last)
-        if st["model_config"] != tc.model.to_json():
+        if ModelConfig.from_json(st["model_config"]) != tc.model:
             raise ValueError(f"checkpoint {last} was made for another model: {st['model_config']}")
         load_state(model, st["model"])
         opt.load_state_dict(st["opt"])
-        aux_opt.load_state_dict(st["aux_opt"])
+        if aux_opt is not None:
+            aux_opt.load_state_dict(st["aux_opt"])
         gens = st["gens"] if "gens" in st else [st["gen"]]
         gen.set_state(gens[rank] if rank < len(gens) else gens[0])
         torch.set_rng_state(st["torch_rng"])
@@ -221,7 +226,7 @@ def train(tc: TrainConfig, resume: bool = False, log=print) -> Path:
     def state():
         gens = _gather(gen.get_state(), world)
         return {"model": model.state_dict(), "opt": opt.state_dict(),
-                "aux_opt": aux_opt.state_dict(), "gen": gens[0], "gens": gens,
+                "aux_opt": aux_opt.state_dict() if aux_opt else {}, "gen": gens[0], "gens": gens,
                 "torch_rng": torch.get_rng_state(), "step": step,
                 "model_config": tc.model.to_json(), "train_config": json.dumps(tc.to_dict())}
 

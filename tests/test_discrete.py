@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+import torch
+
+import codec
+from codec import weights
+from codec.models import BinaryCodec, ModelConfig, VQCodec
+from codec.training import checkpoint
+from codec.training.loop import TrainConfig, train
+
+VQ_CFG = ModelConfig(arch="vq", N=8, M=12, vq_dim=4, codebook=16, lambdas=(0.002, 0.01, 0.05))
+BIN_CFG = ModelConfig(arch="binary", N=8, M=12, lambdas=(0.002, 0.004, 0.008, 0.016))
+
+
+def fitted(cls, cfg, photo, steps=3):
+    """A tiny model whose codebooks / tables have seen a few real crops."""
+    torch.manual_seed(0)
+    net = cls(cfg)
+    x = torch.from_numpy(photo[:64, :64]).permute(2, 0, 1)[None].float() / 255
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    for _ in range(steps):
+        out = net(x, torch.tensor([float(cfg.levels)]))
+        loss = sum(-torch.log2(v).sum() for v in out["likelihoods"].values()) + out.get("aux", 0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def vq_file(tmp_path_factory, photo):
+    return weights.save(fitted(VQCodec, VQ_CFG, photo), tmp_path_factory.mktemp("vq") / "vq.safetensors", "vq-tiny")
+
+
+@pytest.fixture(scope="module")
+def bin_file(tmp_path_factory, photo):
+    net = fitted(BinaryCodec, BIN_CFG, photo)
+    with torch.no_grad():
+        net.g_a[-1].bias[:6] = -100.0  # the first 6 channels' bits are all 0 ...
+        net.prior_logits[:6] = -4.0    # ... and the prior knows it: far below 1 bit each
+    return weights.save(net, tmp_path_factory.mktemp("bin") / "bin.safetensors", "bin-tiny")
+
+
+@pytest.mark.parametrize("which", ["vq", "bin"])
+def test_discrete_round_trip_is_exact(which, vq_file, bin_file, photo):
+    model = vq_file if which == "vq" else bin_file
+    for tile in (0, 64):
+        res = codec.encode(photo, quality=2, model=model, tile=tile)
+        assert res.header.latent_kind == ("vq" if which == "vq" else "binary")
+        assert np.array_equal(codec.decode(res.data, model=model).rgb, res.picture.rgb)
+
+
+def test_vq_more_stages_more_bits_better_picture(vq_file, photo):
+    lo, hi = (codec.encode(photo, quality=q, model=vq_file) for q in (1, 3))
+    assert lo.bpp < hi.bpp
+
+
+def test_vq_lookup_from_indices_equals_eval_output(photo):
+    net = fitted(VQCodec, VQ_CFG, photo)
+    y = torch.randn(1, 12, 3, 5)
+    y_hat, syms, _ = net.vq(y, torch.tensor([2]))
+    assert torch.equal(net.vq.lookup(syms[:2], 2), y_hat)
+
+
+def test_vq_revives_dead_codes():
+    from codec.quantizers import ResidualVQ
+    torch.manual_seed(0)
+    vq = ResidualVQ(4, 4, 8, 1, revive_after=2).train()
+    y = torch.randn(2, 4, 4, 4)
+    vq(y, torch.tensor([1, 1]))
+    with torch.no_grad():
+        vq.codebooks[0, 3] = 1e6  # unreachable entry
+    for _ in range(3):
+        vq(y, torch.tensor([1, 1]))
+    assert vq.codebooks[0, 3].abs().max() < 1e3
+
+
+def test_binary_rate_is_below_the_raw_bit_count(bin_file, photo):
+    res = codec.encode(photo, quality=2, model=bin_file)
+    # quality 2 of 4 keeps 6 of 12 channels, all with p(one) ~ 0.018
+    positions = (-(-80 // 64) * 4) * (-(-96 // 64) * 4)
+    raw_bits = 6 * positions
+    assert res.header.stream_lengths[2] * 8 < 0.5 * raw_bits
+
+
+@pytest.mark.parametrize("cfg", [VQ_CFG, BIN_CFG])
+def test_discrete_models_train(cfg, tmp_path, photo):
+    from PIL import Image
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(2):
+        Image.fromarray(np.roll(photo, 9 * i, 1)).save(d / f"{i}.png")
+    tc = TrainConfig(data=[str(d)], out=str(tmp_path / "run"), model=cfg, crop=64, batch=2, steps=3,
+                     progress=False, val_every=2, ckpt_every_s=1e9)
+    st = checkpoint.load(train(tc, log=lambda *_: None))
+    assert st["step"] == 3
