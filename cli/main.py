@@ -328,6 +328,10 @@ def models(as_json):
 @click.option("--arch", default="hyperprior", show_default=True)
 @click.option("--N", "n", type=int, default=96, show_default=True, help="Hidden channels.")
 @click.option("--M", "m", type=int, default=160, show_default=True, help="Latent channels.")
+@click.option("--lambdas", default="", help="Comma-separated lambda per quality level "
+              "(default: CompressAI's 8; for vq their count is the number of stages).")
+@click.option("--codebook", type=int, default=256, show_default=True, help="vq: entries per codebook.")
+@click.option("--vq-dim", type=int, default=4, show_default=True, help="vq: vector length.")
 @click.option("--crop", type=int, default=256, show_default=True)
 @click.option("--batch", type=int, default=8, show_default=True)
 @click.option("--lr", type=float, default=2e-4, show_default=True)
@@ -345,8 +349,8 @@ def models(as_json):
 @click.option("--val-every", type=int, default=1000, show_default=True)
 @click.option("--progress/--no-progress", default=True)
 @guarded
-def train(data, out, arch, n, m, crop, batch, lr, steps, decay_at, minutes, ckpt_every, threads,
-          device, seed, resume, pack, init, compile_, val_every, progress):
+def train(data, out, arch, n, m, lambdas, codebook, vq_dim, crop, batch, lr, steps, decay_at, minutes,
+          ckpt_every, threads, device, seed, resume, pack, init, compile_, val_every, progress):
     """Train a model on image folders (loss = bpp + lambda*255^2*MSE, all qualities at once)."""
     from codec.models import ModelConfig
     from codec.training.loop import TrainConfig
@@ -354,7 +358,9 @@ def train(data, out, arch, n, m, crop, batch, lr, steps, decay_at, minutes, ckpt
 
     if not data and not pack:
         raise click.UsageError("give image folders to train on, or --pack")
-    tc = TrainConfig(data=list(data), out=out, model=ModelConfig(arch=arch, N=n, M=m),
+    extra = {"lambdas": tuple(float(v) for v in lambdas.split(","))} if lambdas else {}
+    cfg = ModelConfig(arch=arch, N=n, M=m, codebook=codebook, vq_dim=vq_dim, **extra)
+    tc = TrainConfig(data=list(data), out=out, model=cfg,
                      crop=crop, batch=batch, lr=lr, steps=steps, decay_at=decay_at, max_minutes=minutes,
                      ckpt_every_s=ckpt_every, threads=threads, device=device, seed=seed, pack=pack,
                      init=init, compile=compile_, val_every=val_every, progress=progress)

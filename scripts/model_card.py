@@ -1,0 +1,54 @@
+"""Write the model card (Markdown beside the weights) from the weights'
+metadata and kodak_eval's results.
+
+    python scripts/model_card.py codec/weights/hyperprior-vr.safetensors [kodak_eval/results/results.json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from codec import weights
+
+
+def main() -> None:
+    path = Path(sys.argv[1])
+    res_path = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("kodak_eval/results/results.json")
+    lm = weights.load(path)
+    cfg, meta = lm.config, lm.meta
+    n_params = sum(p.numel() for p in lm.net.parameters())
+    name = f"aecodec {lm.model_id}"
+    lines = [f"# {lm.model_id}", "",
+             f"- architecture: `{cfg.arch}`, N={cfg.N}, M={cfg.M}, {cfg.levels} quality levels, "
+             f"{n_params / 1e6:.2f} M parameters; file {path.stat().st_size / 1e6:.1f} MB (fp16)",
+             f"- lambdas (loss = bpp + lambda*255^2*MSE): {', '.join(map(str, cfg.lambdas))}",
+             f"- weights hash (in every .aec header): `{lm.weights_hash.hex()}`",
+             f"- trained on: {', '.join(meta.get('train_data', []))} (training split: every 20th image held out "
+             f"for validation; Kodak never used), random {meta.get('crop')}px crops, batch {meta.get('batch')}",
+             f"- steps: {meta.get('steps')}, lr {meta.get('lr')} (x0.1 from step {meta.get('decay_at')}), "
+             f"wall time {meta.get('train_hours')} h on {meta.get('hardware') or 'unknown hardware'}",
+             ""]
+    if res_path.exists():
+        res = json.loads(res_path.read_text())
+        c = res["codecs"].get(name)
+        if c:
+            lines += [f"## Kodak ({res['images']} images, measured by `python -m kodak_eval`)", "",
+                      "| quality | bpp | PSNR (dB) | MS-SSIM | encode s | decode s |", "|---|---|---|---|---|---|"]
+            for i, q in enumerate(c["settings"]):
+                ms = c["ms_ssim"][i]
+                lines.append(f"| {q:g} | {c['bpp'][i]:.4f} | {c['psnr'][i]:.2f} | "
+                             f"{'' if ms is None else f'{ms:.4f}'} | {c['enc_s'][i]:.2f} | {c['dec_s'][i]:.2f} |")
+            bd = res.get("bd_rate", {}).get(name, {})
+            if bd:
+                lines += ["", "BD-rate (PSNR): " + ", ".join(
+                    f"{k} {'n/a' if v is None else f'{v:+.1f}%'}" for k, v in bd.items())]
+            lines.append(f"\nDecoded pixels equal the encoder's reconstruction on every image: {c.get('exact_decode')}")
+    out = path.with_suffix(".md")
+    out.write_text("\n".join(lines) + "\n")
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()
