@@ -87,7 +87,10 @@ class FactorizedLatentCodec(nn.Module):
 
     def update_tables(self) -> None:
         """Rebuild the integer CDF tables from the learned density (after
-        training; the tables are buffers saved with the weights)."""
+        training; the tables are buffers saved with the weights). The
+        quantiles that bound the tables are first found exactly by bisection
+        (CompressAI PR #231) rather than trusted to the auxiliary loss."""
+        self.entropy_bottleneck._update_quantiles()
         self.entropy_bottleneck.update(force=True)
         self._pmfs = None
 

@@ -44,7 +44,7 @@ def _grow(a: int, b: int, m: int, hi: int) -> tuple[int, int]:
 
 
 def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div_(255.0)
+    x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float().div_(255.0)
     return x.contiguous(memory_format=torch.channels_last)
 
 
