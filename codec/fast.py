@@ -23,6 +23,25 @@ from torch import nn
 from compressai.layers import GDN
 
 
+class CachedModule(nn.Module):
+    """A module that keeps inference-only derived objects (float64 or fast
+    copies of its layers) in ``self._cache``: a plain dict, so they are not
+    submodules and not in the state dict; emptied whenever the weights may
+    change (``train()``, loading a state dict)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache = {}
+
+    def train(self, mode: bool = True):
+        self._cache.clear()
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._cache.clear()
+        super()._load_from_state_dict(*args, **kwargs)
+
+
 class SubPixelConv(nn.Module):
     def __init__(self, deconv: nn.ConvTranspose2d) -> None:
         super().__init__()

@@ -25,6 +25,7 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.ops import quantize_ste
 
 from . import coding
+from .fast import CachedModule
 from .priors import SCALES_MIN, ScaleTable, factorized_pmfs
 
 #: Symbols of y are clamped to [-Y_BOUND, Y_BOUND]; the encoder's
@@ -127,7 +128,7 @@ class FactorizedLatentCodec(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
 
 
-class HyperpriorLatentCodec(nn.Module):
+class HyperpriorLatentCodec(CachedModule):
     """Mean-scale hyperprior: a Gaussian y codec conditioned on a factorized
     z codec through h_a / h_s. ``z_gain`` / ``z_inv_gain`` (optional, shape
     (B, N, 1, 1)) are the hyper gain units of a variable-rate model.
@@ -143,7 +144,6 @@ class HyperpriorLatentCodec(nn.Module):
         self.h_s = h_s
         self.z = FactorizedLatentCodec(N)
         self.y = GaussianLatentCodec()
-        self._cache = {}  # a plain dict: not a submodule, not in the state dict
 
     @staticmethod
     def _gain(t, g):
@@ -185,11 +185,3 @@ class HyperpriorLatentCodec(nn.Module):
     def update_tables(self) -> None:
         self.z.update_tables()
         self._cache.clear()
-
-    def train(self, mode: bool = True):
-        self._cache.clear()
-        return super().train(mode)
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        self._cache.clear()
-        super()._load_from_state_dict(*args, **kwargs)

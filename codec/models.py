@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import transforms
+from .fast import CachedModule
 from .latent_codecs import HyperpriorLatentCodec
 
 #: CompressAI zoo lambdas (MSE) for qualities 1..8; loss = bpp + lambda*255^2*MSE.
@@ -71,7 +72,7 @@ def interp_levels(table: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     return (1 - t) * table[lo] + t * table[lo + 1]
 
 
-class TransformCodec(nn.Module):
+class TransformCodec(CachedModule):
     """What every codec shares: the backbone g_a / g_s, quality levels with a
     lambda each, and fast inference copies of the transforms.
 
@@ -94,7 +95,6 @@ class TransformCodec(nn.Module):
         self.cfg = cfg
         self.g_a = transforms.analysis(cfg.N, cfg.M)
         self.g_s = transforms.synthesis(cfg.N, cfg.M)
-        self._cache = {}  # inference copies of the transforms; not in the state dict
 
     def check_quality(self, quality: float) -> float:
         q = float(quality)
@@ -119,14 +119,6 @@ class TransformCodec(nn.Module):
             from .fast import accelerate
             self._cache[name] = accelerate(getattr(self, name))
         return self._cache[name]
-
-    def train(self, mode: bool = True):
-        self._cache.clear()
-        return super().train(mode)
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        self._cache.clear()
-        super()._load_from_state_dict(*args, **kwargs)
 
 
 def y_slice(r):
