@@ -6,7 +6,6 @@ config of each model travels inside its safetensors file (weights.py).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,6 +41,10 @@ MODELS: dict[str, ModelEntry] = {
         ModelEntry("hyperprior-vr", "scalar", "hyperprior-vr.safetensors", (1.0, 8.0),
                    "default photo codec: variable-rate mean-scale hyperprior, any quality 1-8",
                    default=True),
+        ModelEntry("vq-residual", "vq", "vq-residual.safetensors", (1.0, 4.0),
+                   "VQ-VAE codec: 4-stage residual VQ, quality = stages used (demonstration-grade)"),
+        ModelEntry("binary-nested", "binary", "binary-nested.safetensors", (1.0, 6.0),
+                   "binary codec: sign bits, quality = share of channels kept (demonstration-grade)"),
     )
 }
 
@@ -58,7 +61,3 @@ def get(model_id: str) -> ModelEntry:
 def listing() -> list[dict]:
     return [e.to_dict() for e in MODELS.values()]
 
-
-def card_json(entry: ModelEntry) -> dict | None:
-    meta = entry.path.with_suffix(".json")
-    return json.loads(meta.read_text()) if meta.exists() else None

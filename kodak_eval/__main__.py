@@ -23,6 +23,9 @@ def main(argv=None) -> int:
     ap.add_argument("--qualities", default="", help="comma-separated qualities for aecodec models")
     ap.add_argument("--reuse", action="store_true", help="keep codecs already in OUT/results.json")
     ap.add_argument("--no-classical", action="store_true")
+    ap.add_argument("--no-models", action="store_true", help="run no aecodec model")
+    ap.add_argument("--merge", default="", help="comma-separated results.json files whose codecs to add "
+                                                "(e.g. from runs in parallel processes)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N images")
     ap.add_argument("--published", default=str(ROOT.parent / "shared/data/published_kodak_rd.json"))
     args = ap.parse_args(argv)
@@ -49,6 +52,14 @@ def main(argv=None) -> int:
     from codec import registry
     models = [m for m in args.models.split(",") if m] or \
         [e.id for e in registry.MODELS.values() if e.path.exists()]
+    if args.no_models:
+        models = []
+    for f in [f for f in args.merge.split(",") if f]:
+        other = json.loads(Path(f).read_text())
+        codecs.update(other["codecs"])
+        other_per = Path(f).with_name("per_image.json")
+        if other_per.exists():
+            per.update(json.loads(other_per.read_text()))
     qs = [float(q) for q in args.qualities.split(",") if q] or None
     if models:
         res, p = run.run_aecodec(images, models, qs, log)
