@@ -99,7 +99,7 @@ def decode_categorical(data: bytes, probs: np.ndarray) -> np.ndarray:
 def encode_bernoulli(bits: np.ndarray, p_one: np.ndarray) -> bytes:
     """Code 0/1 ``bits`` with per-bit probabilities of a one (float64 from a table)."""
     coder = _stream.stack.AnsCoder()
-    family = _model.Bernoulli()
+    family = _model.Bernoulli(perfect=False)
     coder.encode_reverse(np.ascontiguousarray(bits, dtype=np.int32), family,
                          np.ascontiguousarray(p_one, dtype=np.float64))
     return _finish(coder)
@@ -107,7 +107,7 @@ def encode_bernoulli(bits: np.ndarray, p_one: np.ndarray) -> bytes:
 
 def decode_bernoulli(data: bytes, p_one: np.ndarray) -> np.ndarray:
     coder = _stream.stack.AnsCoder(_words(data))
-    family = _model.Bernoulli()
+    family = _model.Bernoulli(perfect=False)
     try:
         return np.asarray(coder.decode(family, np.ascontiguousarray(p_one, dtype=np.float64)),
                           dtype=np.int32)

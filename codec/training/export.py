@@ -34,6 +34,7 @@ def export(ckpt_path, out_path, model_id: str, hardware: str = "") -> dict:
         wall = round((total + prev) / 3600, 2)
     meta = {"steps": int(st["step"]), "train_data": tc["data"], "crop": tc["crop"],
             "batch": tc["batch"], "lr": tc["lr"], "decay_at": tc["decay_at"],
+            "decay_factor": tc.get("decay_factor", 0.1),
             "train_hours": wall, "hardware": hardware, "checkpoint": ckpt_path.name}
     weights.save(net, out_path, model_id, meta)
     return meta
