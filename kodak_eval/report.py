@@ -64,7 +64,7 @@ def plot(results: dict, path: Path, max_bpp: float = 2.0) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(14, 6))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 8.5))
     for metric, ax in zip(("psnr", "ms_ssim"), axes):
         for name, c in results["codecs"].items():
             if c.get(metric) and None not in c[metric]:
@@ -77,10 +77,11 @@ def plot(results: dict, path: Path, max_bpp: float = 2.0) -> None:
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel("RGB PSNR (dB)" if metric == "psnr" else "MS-SSIM")
         ax.grid(alpha=0.3)
-    axes[0].set_ylim(22, 42)
-    axes[1].set_ylim(0.85, 1.0)
-    axes[0].legend(fontsize=7, ncol=2)
+    axes[0].set_ylim(17, 42)
+    axes[1].set_ylim(0.80, 1.0)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.suptitle(f"{results['dataset']}: {results['images']} images")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.2, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
