@@ -7,7 +7,6 @@ decoding from the symbols gives exactly the eval-mode output (tested).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import platform
 import time
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .codecs import Codec, classical
+from .codecs import classical
 
 
 def rgb_images(folder) -> list[tuple[str, np.ndarray]]:

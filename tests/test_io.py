@@ -1,4 +1,3 @@
-import io as _io
 
 import numpy as np
 import pytest
