@@ -156,3 +156,13 @@ def test_workers_give_the_same_files(tiny_model, photo, tmp_path):
     assert r.exit_code == 0, r.output
     for i in range(3):
         assert (tmp_path / "a" / f"im{i}.aec").read_bytes() == (tmp_path / "b" / f"im{i}.aec").read_bytes()
+
+
+def test_demo_compresses_and_decompresses_the_sample(tmp_path):
+    from codec import registry
+    if not registry.get(registry.DEFAULT_MODEL).path.exists():
+        pytest.skip("default weights not installed")
+    r = run("demo", "-o", tmp_path / "demo")
+    assert r.exit_code == 0, r.output
+    assert "exact     True" in r.stdout and "PSNR" in r.stdout
+    assert (tmp_path / "demo" / "sample.aec").exists() and (tmp_path / "demo" / "sample.png").exists()
