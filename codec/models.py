@@ -205,27 +205,6 @@ class HyperpriorCodec(TransformCodec):
                 slice((l - l0) * 4, (l - l0 + w) * 4))
         return scales[crop], means[crop]
 
-    @torch.inference_mode()
-    def compress_tensor(self, x: torch.Tensor, quality: float):
-        """Whole-image coding of x (1, 3, H, W) in [0, 1], H and W multiples
-        of ``stride``. -> (list of byte strings, x_hat (1, 3, H, W) float32
-        that :meth:`decompress_tensor` reproduces exactly)."""
-        g = self._single_gains(quality)
-        y = self._fast("g_a")(x.contiguous(memory_format=torch.channels_last)) * g["y"]
-        strings, y_hat = self.latent.compress(y.contiguous(), g["z"], g["z_inv"])
-        return strings, self._synthesize(y_hat, g)
-
-    @torch.inference_mode()
-    def decompress_tensor(self, strings, height: int, width: int, quality: float):
-        g = self._single_gains(quality)
-        z_shape = (self.cfg.N, height // self.stride, width // self.stride)
-        y_hat = self.latent.decompress(strings, z_shape, g["z_inv"])
-        return self._synthesize(y_hat, g)
-
-    def _synthesize(self, y_hat: torch.Tensor, g: dict) -> torch.Tensor:
-        y_in = (y_hat * g["y_inv"].double()).float().contiguous(memory_format=torch.channels_last)
-        return self._fast("g_s")(y_in).clamp_(0, 1).contiguous()
-
 
 class VQCodec(TransformCodec):
     """VQ-VAE codec: g_a -> residual VQ (quantizers.ResidualVQ) -> g_s.

@@ -1,8 +1,8 @@
 """Encode and decode: the one path from pixels to .aec bytes and back.
 
-    picture -> tensor -> pad to stride -> model.compress_tensor -> streams
-            -> container.pack                                    (encode)
-    container.unpack -> model.decompress_tensor -> crop -> picture (decode)
+    picture -> tiling.encode (g_a per tile, the model's side and tile
+            streams, g_s per tile) -> container.pack              (encode)
+    container.unpack -> tiling.decode -> crop -> picture           (decode)
 
 The encoder returns the exact picture the decoder will produce; the header
 carries a CRC32 of it, and the decoder checks it, so a platform whose
