@@ -170,25 +170,31 @@ def _compress_one(src, dst, opts):
     kw = dict(model=opts["model"], max_pixels=opts["limit"], tile=opts["tile"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        if opts["target_bpp"] is not None or opts["target_psnr"] is not None:
-            res = encode_target(src, target_bpp=opts["target_bpp"], target_psnr=opts["target_psnr"], **kw)
+        if opts.get("denoise") is not None:
+            from codec.heads.restore import denoise
+            src_image = denoise(src, sigma=opts["denoise"], max_pixels=opts["limit"]).to_pil()
         else:
-            res = encode(src, quality=opts["quality"], **kw)
+            src_image = src
+        if opts["target_bpp"] is not None or opts["target_psnr"] is not None:
+            res = encode_target(src_image, target_bpp=opts["target_bpp"], target_psnr=opts["target_psnr"],
+                                **kw)
+        else:
+            res = encode(src_image, quality=opts["quality"], **kw)
     write_atomic(dst, res.data, force=opts["force"])
     secs = time.perf_counter() - t0
     if opts["json"]:
         line = json.dumps({"input": str(src), "output": str(dst), "bytes": len(res.data),
                            "bpp": round(res.bpp, 6), "psnr": round(res.psnr, 4),
                            "quality": res.header.quality, "model": res.header.model,
-                           "seconds": round(secs, 3)})
+                           "denoised": opts.get("denoise") is not None, "seconds": round(secs, 3)})
     else:
-        line = (f"{src} -> {dst}: {len(res.data)} bytes, {res.bpp:.4f} bpp, {res.psnr:.2f} dB PSNR, "
+        vs = " (vs the denoised image)" if opts.get("denoise") is not None else ""
+        line = (f"{src} -> {dst}: {len(res.data)} bytes, {res.bpp:.4f} bpp, {res.psnr:.2f} dB PSNR{vs}, "
                 f"quality {res.header.quality:g} ({secs:.2f} s)")
     return [line], [f"{src}: {w.message}" for w in caught if issubclass(w.category, UserWarning)]
 
 
 def _decompress_one(src, dst, opts):
-    from codec.fileio import write_atomic
     from codec.pipeline import decode
 
     if dst.exists() and not opts["force"]:
@@ -197,13 +203,26 @@ def _decompress_one(src, dst, opts):
         pic = decode(src.read_bytes(), model=opts["model"], max_pixels=opts["limit"], region=opts["region"])
     except ValueError as exc:
         raise Failure(f"{src}: {exc}") from None
+    _write_image(pic.to_pil(), dst, opts["force"])
+    return [f"{src} -> {dst}: {pic.width}x{pic.height} {pic.mode}"], []
+
+
+def _write_image(im, dst: Path, force: bool) -> Path:
+    """A PIL image (or uint8 array) -> ``dst`` in the format of its suffix,
+    atomically, refusing to overwrite without ``force``."""
+    from PIL import Image
+
+    from codec.fileio import write_atomic
+    if not isinstance(im, Image.Image):
+        im = Image.fromarray(im)
+    if dst.exists() and not force:
+        raise Failure(f"{dst} already exists; pass -f/--force to overwrite it")
     buf = io.BytesIO()
     try:
-        pic.to_pil().save(buf, format=_format_for(dst))
+        im.save(buf, format=_format_for(dst))
     except (KeyError, ValueError, OSError) as exc:
         raise Failure(f"{dst}: cannot write this format ({exc})") from None
-    write_atomic(dst, buf.getvalue(), force=opts["force"])
-    return [f"{src} -> {dst}: {pic.width}x{pic.height} {pic.mode}"], []
+    return write_atomic(dst, buf.getvalue(), force=force)
 
 
 @main.command()
@@ -220,9 +239,13 @@ def _decompress_one(src, dst, opts):
 @click.option("--tile", type=int, default=1024, show_default=True,
               help="Tile side in pixels (multiple of 64; 0: whole image at once).")
 @click.option("--workers", type=int, default=1, show_default=True, help="Processes for many files.")
+@click.option("--denoise", "denoise_", is_flag=True,
+              help="Denoise first and code the clean estimate (noise costs bits).")
+@click.option("--sigma", default="auto", show_default=True,
+              help="With --denoise: noise std on the 0-255 scale, or 'auto'.")
 @guarded
 def compress(inputs, out, quality, target_bpp, target_psnr, model, force, as_json, max_pixels, tile,
-             workers):
+             workers, denoise_, sigma):
     """Compress images to .aec files."""
     from codec import container
 
@@ -232,7 +255,7 @@ def compress(inputs, out, quality, target_bpp, target_psnr, model, force, as_jso
     files, many = _expand(inputs, IMAGE_SUFFIXES)
     outs = _outputs(files, many, out, ".aec")
     opts = dict(force=force, model=model, limit=limit, tile=tile, quality=quality, json=as_json,
-                target_bpp=target_bpp, target_psnr=target_psnr)
+                target_bpp=target_bpp, target_psnr=target_psnr, denoise=_sigma(sigma) if denoise_ else None)
     work = functools.partial(_compress_one, opts=opts)
     _run_all(list(zip(files, outs)), work, many, workers)
 
@@ -389,18 +412,52 @@ def pack(data, out, count, size, seed, force):
 @main.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", "out", required=True, help="Weights file to write (.safetensors).")
-@click.option("--id", "model_id", required=True, help="Model id stored in the file and in .aec headers.")
+@click.option("--id", "model_id", default="", help="Model id stored in the file and in .aec headers "
+              "(codec checkpoints; a head's checkpoint exports as its kind).")
 @click.option("--hardware", default="", help="Where it was trained, for the model card.")
 @click.option("-f", "--force", is_flag=True)
 @guarded
 def export(checkpoint, out, model_id, hardware, force):
-    """Turn a training checkpoint into a shipped weights file."""
+    """Turn a training checkpoint (codec or head) into a shipped weights file."""
+    from codec.training import checkpoint as ckpt
     from codec.training.export import export as run
+    from codec.training.heads import export_head
 
     if Path(out).exists() and not force:
         raise Failure(f"{out} already exists; pass -f/--force to overwrite it")
-    meta = run(checkpoint, out, model_id, hardware)
+    st = ckpt.load(checkpoint)
+    if "head_config" in st:
+        kind = json.loads((Path(checkpoint).parent / "config.json").read_text()).get("kind", "")
+        meta = export_head(checkpoint, out, kind, hardware)
+    elif not model_id:
+        raise click.UsageError("--id is required for a codec checkpoint")
+    else:
+        meta = run(checkpoint, out, model_id, hardware)
     click.echo(json.dumps(meta))
+
+
+@main.command("train-head")
+@click.argument("kind", type=click.Choice(["restore", "vae"]))
+@click.argument("data", nargs=-1, required=True)
+@click.option("--out", "out", required=True, help="Run folder (checkpoints, log.csv, config.json).")
+@click.option("--crop", type=int, default=96, show_default=True)
+@click.option("--batch", type=int, default=8, show_default=True)
+@click.option("--lr", type=float, default=4e-4, show_default=True)
+@click.option("--steps", type=int, default=1_000_000, show_default=True)
+@click.option("--decay-at", type=int, default=10**9, help="Step from which lr is multiplied by 0.25.")
+@click.option("--minutes", type=float, default=float("inf"), help="Stop (with a checkpoint) after this long.")
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
+@guarded
+def train_head(kind, data, out, crop, batch, lr, steps, decay_at, minutes, threads, resume):
+    """Train a head (restore: denoise + inpaint; vae: generator) on image folders."""
+    from codec.training.heads import HeadTrainConfig, fit, heads
+
+    cfg_cls, net_cls, loss = heads()[kind]
+    tc = HeadTrainConfig(data=list(data), out=out, kind=kind, crop=crop, batch=batch, lr=lr, steps=steps,
+                         decay_at=decay_at, max_minutes=minutes, threads=threads)
+    path = fit(net_cls(cfg_cls()), loss, tc, resume=resume, log=lambda msg: click.echo(msg, err=True))
+    click.echo(f"checkpoint {path}")
 
 
 @main.command()
@@ -461,6 +518,172 @@ def demo(out, quality):
     click.echo(f"PSNR      {cio.psnr(pic.rgb, orig.rgb):.2f} dB")
     click.echo(f"exact     {bool((pic.rgb == res.picture.rgb).all())} (decoded == encoder's reconstruction)")
     click.echo(f"time      encode {t1 - t0:.2f} s, decode {t2 - t1:.2f} s")
+
+
+def _sigma(value):
+    """--sigma / --denoise value: None, "auto" or a number on the 0..255 scale."""
+    if value is None or value == "auto":
+        return value
+    try:
+        v = float(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a noise level (0-100) or 'auto', got {value!r}") from None
+    if not 0 <= v <= 100:
+        raise click.BadParameter(f"noise level must be between 0 and 100, got {v:g}")
+    return v
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", "out", help="Output image, or folder when there are several inputs.")
+@click.option("--sigma", default="auto", show_default=True,
+              help="Noise standard deviation on the 0-255 scale, or 'auto' to estimate it.")
+@click.option("--weights", help="Restoration weights (.safetensors) instead of the shipped ones.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@guarded
+def denoise(inputs, out, sigma, weights, force):
+    """Remove noise with the denoising autoencoder."""
+    sigma = _sigma(sigma)
+    files, many = _expand(inputs, IMAGE_SUFFIXES)
+    outs = _outputs(files, many, out, ".denoised.png")
+
+    def work(src, dst):
+        from codec.heads.restore import denoise as run, estimate_sigma
+        from codec import io as cio
+        s = estimate_sigma(cio.load(src).rgb) if sigma == "auto" else sigma
+        _write_image(run(src, sigma=s, weights=weights).to_pil(), dst, force)
+        return [f"{src} -> {dst}: sigma {s:.1f}" + (" (estimated)" if sigma == "auto" else "")], []
+
+    _run_all(list(zip(files, outs)), work, many)
+
+
+@main.command()
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--mask", required=True, type=click.Path(dir_okay=False),
+              help="Image of the same size, non-zero (white) where pixels are missing.")
+@click.option("-o", "--output", "out", help="Output image (default IMAGE.inpainted.png).")
+@click.option("--weights", help="Restoration weights (.safetensors) instead of the shipped ones.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@guarded
+def inpaint(image, mask, out, weights, force):
+    """Fill the masked region of an image (masked-autoencoder training)."""
+    from codec.heads.restore import inpaint as run
+    src = Path(image)
+    for p in (src, Path(mask)):
+        if not p.exists():
+            raise Failure(f"{p}: no such file")
+    dst = Path(out) if out else src.with_suffix(".inpainted.png")
+    pic = run(src, mask, weights=weights)
+    _write_image(pic.to_pil(), dst, force)
+    click.echo(f"{src} -> {dst}: {pic.width}x{pic.height}")
+
+
+@main.command()
+@click.option("-n", "count", type=int, default=16, show_default=True, help="Number of samples.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--size", type=int, default=64, show_default=True, help="Sample side in pixels (multiple of 16).")
+@click.option("--temperature", type=float, default=1.0, show_default=True, help="Scale of the prior draws.")
+@click.option("-o", "--output", "out", default="samples.png", show_default=True, help="Grid image to write.")
+@click.option("--weights", help="VAE weights (.safetensors) instead of the shipped ones.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output.")
+@guarded
+def sample(count, seed, size, temperature, out, weights, force):
+    """Draw new images from the VAE: decode latents sampled from its prior."""
+    from codec.heads.vae import sample_grid
+    if not 1 <= count <= 1024:
+        raise click.BadParameter("must be between 1 and 1024", param_hint="-n")
+    if size < 16 or size % 16 or size > 1024:
+        raise click.BadParameter("must be a multiple of 16 between 16 and 1024", param_hint="--size")
+    dst = _write_image(sample_grid(count, seed, size, temperature, weights), Path(out), force)
+    click.echo(f"{count} samples ({size}x{size}, seed {seed}) -> {dst}")
+
+
+@main.command()
+@click.argument("a", type=click.Path(dir_okay=False))
+@click.argument("b", type=click.Path(dir_okay=False))
+@click.option("--steps", type=int, default=8, show_default=True, help="Decoded points on the line.")
+@click.option("--size", type=int, default=128, show_default=True, help="Side of the centre squares.")
+@click.option("-o", "--output", "out", default="interpolation.png", show_default=True)
+@click.option("--weights", help="VAE weights (.safetensors) instead of the shipped ones.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output.")
+@guarded
+def interpolate(a, b, steps, size, out, weights, force):
+    """Walk the VAE's latent line from image A to image B (a strip)."""
+    from codec.heads.vae import interpolate as run
+    for p in (a, b):
+        if not Path(p).exists():
+            raise Failure(f"{p}: no such file")
+    if not 2 <= steps <= 64:
+        raise click.BadParameter("must be between 2 and 64", param_hint="--steps")
+    if size < 16 or size % 16 or size > 1024:
+        raise click.BadParameter("must be a multiple of 16 between 16 and 1024", param_hint="--size")
+    dst = _write_image(run(a, b, steps, size, weights), Path(out), force)
+    click.echo(f"{a} -> {b}: {steps} steps -> {dst}")
+
+
+@main.group()
+def anomaly():
+    """Anomaly scoring with the codec: fit on normal images, then score."""
+
+
+@anomaly.command("fit")
+@click.argument("normal", nargs=-1, required=True)
+@click.option("-o", "--output", "out", required=True, help="Detector file to write (.json).")
+@click.option("--kind", type=click.Choice(["rd", "rate", "error"]), default="rd", show_default=True,
+              help="rate: bits the codec needs; error: reconstruction error; rd: rate + lambda*error.")
+@click.option("--aggregate", type=click.Choice(["max", "relative"]), default="max", show_default=True,
+              help="Image score: the largest local mean, or relative to the image's median.")
+@click.option("--window", type=int, default=32, show_default=True, help="Local window in pixels.")
+@click.option("-q", "--quality", type=float, default=4.0, show_default=True)
+@click.option("--fpr", type=float, default=0.05, show_default=True, help="False-positive rate of the flag.")
+@click.option("--model", help="Model id or .safetensors file (a hyperprior model).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing detector.")
+@guarded
+def anomaly_fit(normal, out, kind, aggregate, window, quality, fpr, model, force):
+    """Record the score distribution of NORMAL images (files or folders)."""
+    from codec.fileio import write_atomic
+    from codec.heads.anomaly import fit
+    if Path(out).exists() and not force:
+        raise Failure(f"{out} already exists; pass -f/--force to overwrite it")
+    if window < 4:
+        raise click.BadParameter("must be at least 4", param_hint="--window")
+    files, _ = _expand(normal, IMAGE_SUFFIXES)
+    det = fit(files, None, kind, aggregate, window, model, quality, fpr)
+    write_atomic(Path(out), json.dumps(det, indent=1).encode(), force=force)
+    click.echo(f"{len(files)} normal images: median score {det['quantiles']['50']:.4f}, "
+               f"threshold {det['threshold']:.4f} at {fpr:g} false-positive rate -> {out}")
+
+
+@anomaly.command("score")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--detector", required=True, type=click.Path(dir_okay=False), help="From 'aecodec anomaly fit'.")
+@click.option("--map", "map_dir", help="Write a heat-map overlay per image into this folder.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing heat maps.")
+@guarded
+def anomaly_score(inputs, detector, map_dir, as_json, force):
+    """Score images: score, percentile among the normal images, flag."""
+    from codec import io as cio
+    from codec.heads.anomaly import heat_overlay, judge, load_detector
+    det = load_detector(detector)
+    files, _ = _expand(inputs, IMAGE_SUFFIXES)
+    if map_dir:
+        Path(map_dir).mkdir(parents=True, exist_ok=True)
+
+    def work(src, _):
+        pic = cio.load(src)
+        r = judge(pic, det)
+        if map_dir:
+            _write_image(heat_overlay(pic.rgb, r["heat"]), Path(map_dir) / (src.stem + ".anomaly.png"), force)
+        if as_json:
+            line = json.dumps({"input": str(src), "score": round(r["score"], 6),
+                               "percentile": round(r["percentile"], 2), "anomalous": r["anomalous"]})
+        else:
+            line = (f"{src}: score {r['score']:.4f}, percentile {r['percentile']:.1f}, "
+                    f"{'ANOMALOUS' if r['anomalous'] else 'normal'}")
+        return [line], []
+
+    _run_all([(f, None) for f in files], work, len(files) > 1)
 
 
 if __name__ == "__main__":

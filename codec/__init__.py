@@ -20,6 +20,7 @@ from .io import ImageError
 from .registry import DEFAULT_MODEL, MODELS
 
 __all__ = ["compress", "decompress", "encode", "decode", "read_header", "load_model", "embed",
+           "denoise", "inpaint", "sample", "interpolate", "anomaly_score",
            "ContainerError", "ImageError", "Header", "MODELS", "DEFAULT_MODEL"]
 __version__ = "0.1.0"
 
@@ -73,3 +74,40 @@ def load_model(name=None, quality=None):
     if quality is not None:
         lm.net.check_quality(quality)
     return lm
+
+
+def denoise(image, sigma="auto", weights=None):
+    """Denoise with the denoising autoencoder; ``sigma``: noise std on the
+    0..255 scale or "auto" (estimated). -> PIL image."""
+    from .heads.restore import denoise as _denoise
+    return _denoise(image, sigma=sigma, weights=weights).to_pil()
+
+
+def inpaint(image, mask, weights=None):
+    """Fill the pixels where ``mask`` (same size) is non-zero, with the
+    masked-autoencoder. -> PIL image; other pixels are unchanged."""
+    from .heads.restore import inpaint as _inpaint
+    return _inpaint(image, mask, weights=weights).to_pil()
+
+
+def sample(n: int = 16, seed: int = 0, size: int = 64, temperature: float = 1.0):
+    """n new images from the VAE's prior, as one grid (PIL image)."""
+    from PIL import Image
+
+    from .heads.vae import sample_grid
+    return Image.fromarray(sample_grid(n, seed, size, temperature))
+
+
+def interpolate(a, b, steps: int = 8, size: int = 128):
+    """The VAE's latent line from image a to image b, as a strip (PIL image)."""
+    from PIL import Image
+
+    from .heads.vae import interpolate as _interp
+    return Image.fromarray(_interp(a, b, steps, size))
+
+
+def anomaly_score(image, kind: str = "rd", quality: float = 4, model=None):
+    """How surprising an image is to the codec -> (score, per-pixel heat map);
+    see :mod:`codec.heads.anomaly` (and ``aecodec anomaly fit/score``)."""
+    from .heads.anomaly import score
+    return score(image, kind=kind, model=model, quality=quality)

@@ -130,3 +130,39 @@ def test_compact_checkpoint_resumes_the_run(folder, tmp_path):
         assert torch.equal(st["model"][k], expect), k
     resumed = checkpoint.load(train(cfg(folder, run2, 4), resume=True, log=lambda *_: None))
     assert resumed["step"] == 4
+
+
+def _fit(folder, out, steps, resume):
+    from codec.heads.restore import RestoreConfig, RestoreNet
+    from codec.training.heads import HeadTrainConfig, fit, restore_loss
+    torch.manual_seed(0)
+    net = RestoreNet(RestoreConfig((4, 8, 8, 8)))
+    tc = HeadTrainConfig(data=[str(folder)], out=str(out), crop=32, batch=2, steps=steps,
+                         ckpt_every_s=1e9, log_every=1)
+    return fit(net, restore_loss, tc, resume=resume, log=lambda *_: None)
+
+
+def test_head_training_resumes_bit_for_bit(folder, tmp_path):
+    straight = checkpoint.load(_fit(folder, tmp_path / "a", 4, False))
+    _fit(folder, tmp_path / "b", 2, False)
+    resumed = checkpoint.load(_fit(folder, tmp_path / "b", 4, True))
+    assert resumed["step"] == straight["step"] == 4
+    for k, v in straight["model"].items():
+        assert torch.equal(v, resumed["model"][k]), k
+    header = (tmp_path / "b" / "log.csv").read_text().splitlines()
+    assert header[0].startswith("step,time,lr,loss") and len(header) == 5
+
+
+def test_train_head_cli_then_export(folder, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import main
+    from codec.heads import vae
+    r = CliRunner().invoke(main, ["train-head", "vae", str(folder), "--out", str(tmp_path / "run"),
+                                  "--crop", "32", "--batch", "2", "--steps", "2"])
+    assert r.exit_code == 0, r.output
+    ck = r.stdout.split()[-1]
+    r = CliRunner().invoke(main, ["export", ck, "-o", str(tmp_path / "v.safetensors")])
+    assert r.exit_code == 0, r.output
+    net = vae.load(tmp_path / "v.safetensors")
+    assert net.meta["steps"] == 2 and isinstance(net, vae.ImageVAE)

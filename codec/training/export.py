@@ -11,6 +11,20 @@ from ..models import ModelConfig, build
 from . import checkpoint
 
 
+def wall_hours(log: Path) -> float | None:
+    """Training wall time in hours from a run's log.csv (the time column
+    restarts at each resume: add up the segments)."""
+    if not log.exists():
+        return None
+    total, prev = 0.0, 0.0
+    for r in csv.DictReader(log.open()):
+        t = float(r["time"])
+        if t < prev:
+            total += prev
+        prev = t
+    return round((total + prev) / 3600, 2)
+
+
 def export(ckpt_path, out_path, model_id: str, hardware: str = "") -> dict:
     """Write the model of a training checkpoint as a weights file and return
     the training facts stored in its metadata (steps, data, wall time)."""
@@ -20,18 +34,7 @@ def export(ckpt_path, out_path, model_id: str, hardware: str = "") -> dict:
     net = build(cfg)
     weights.load_state(net, st["model"]).eval()
     tc = json.loads(st["train_config"])
-    wall = None
-    log = ckpt_path.parent / "log.csv"
-    if log.exists():
-        rows = list(csv.DictReader(log.open()))
-        # time restarts at each resume: add up the segments
-        total, prev = 0.0, 0.0
-        for r in rows:
-            t = float(r["time"])
-            if t < prev:
-                total += prev
-            prev = t
-        wall = round((total + prev) / 3600, 2)
+    wall = wall_hours(ckpt_path.parent / "log.csv")
     meta = {"steps": int(st["step"]), "train_data": tc["data"], "crop": tc["crop"],
             "batch": tc["batch"], "lr": tc["lr"], "decay_at": tc["decay_at"],
             "decay_factor": tc.get("decay_factor", 0.1),

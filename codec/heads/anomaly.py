@@ -1,0 +1,156 @@
+"""Anomaly scoring: how surprising an image is to the trained codec.
+
+A plain autoencoder can only say how badly an image reconstructs. A codec
+also says how many bits it needs, and -log2 p(y_hat) is a likelihood under
+the model of natural images it learned (the rate term of its training
+loss). Per-pixel maps (eval-mode forward pass, rounded latents)::
+
+    error(i)  = mean over colours of (x - x_hat)^2 * 255^2
+    rate(i)   = bits of the latents whose 16x16 (y) / 64x64 (z) cell holds i,
+                spread evenly over the cell's pixels: bits per pixel
+    rd(i)     = rate(i) + lambda * error(i) / 255^2 ... the codec's own loss
+
+A defect is local, and images differ wildly in how many bits their content
+needs, so the image score compares each region with the rest of the same
+image: the map is averaged over ``window`` x ``window`` windows and the
+score is the largest log(local / median local), in nats (softened where
+the image needs almost nothing, see ``SOFT``). (Score kinds
+``*-max`` use the largest local mean instead, with no normalisation.)
+
+A detector (:func:`fit`) records the scores of normal images; a new image's
+percentile among them, and a threshold at a chosen false-positive rate, turn
+the score into a flag.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MAP_KINDS = ("rate", "error", "rd")
+AGGREGATES = ("relative", "max")
+#: softens the relative score where the map is near zero (flat regions):
+#: the ratio is taken of (local + SOFT * mean) to (median + SOFT * mean)
+SOFT = 0.25
+
+
+@torch.no_grad()
+def maps(image, model=None, quality: float = 4, max_pixels=None) -> dict:
+    """-> {"rate", "error", "rd"}: (H, W) float32 maps of one image."""
+    from .. import io
+    from ..models import pad_to
+    from ..pipeline import load_model
+    lm = load_model(model)
+    net = lm.net
+    if not hasattr(net, "latent") or not hasattr(net.latent, "h_a"):
+        raise ValueError(f"anomaly scoring needs a hyperprior model, not {lm.model_id}")
+    q = net.check_quality(quality)
+    pic = image if isinstance(image, io.Picture) else io.load(image, max_pixels=max_pixels)
+    h, w = pic.height, pic.width
+    x = torch.from_numpy(np.array(pic.rgb, np.float32)).permute(2, 0, 1)[None] / 255.0
+    xp = pad_to(x, net.stride)
+    out = net(xp, torch.tensor([q]))
+    err = (out["x_hat"].clamp(0, 1) - xp).pow(2).mean(1, keepdim=True) * 255.0 ** 2
+    rate = 0
+    for lik in out["likelihoods"].values():
+        bits = -torch.log2(lik).sum(1, keepdim=True)           # (1, 1, h', w')
+        f = xp.shape[-1] // bits.shape[-1]
+        rate = rate + F.interpolate(bits, scale_factor=f, mode="nearest") / (f * f)
+    lam = float(net.lmbda(torch.tensor([q])))
+    rd = rate + lam * err
+    crop = (0, 0, slice(0, h), slice(0, w))
+    return {"rate": rate[crop].numpy().astype(np.float32), "error": err[crop].numpy().astype(np.float32),
+            "rd": rd[crop].numpy().astype(np.float32)}
+
+
+def local_mean(m: np.ndarray, window: int) -> np.ndarray:
+    """Mean of ``m`` over window x window squares (stride window/2)."""
+    t = torch.from_numpy(np.ascontiguousarray(m))[None, None].double()
+    win = min(window, *m.shape)
+    return F.avg_pool2d(t, win, stride=max(1, win // 2))[0, 0].numpy()
+
+
+def image_score(m: np.ndarray, aggregate: str = "relative", window: int = 32) -> float:
+    loc = local_mean(m, window)
+    if aggregate == "max":
+        return float(loc.max())
+    if aggregate != "relative":
+        raise ValueError(f"aggregate must be one of {AGGREGATES}")
+    c = SOFT * float(np.mean(m)) + 1e-6
+    return float(np.log((loc.max() + c) / (float(np.median(loc)) + c)))
+
+
+def relative_map(m: np.ndarray, window: int = 32) -> np.ndarray:
+    """Per-pixel max(0, log(local mean / median local mean)): the heat map
+    behind the ``relative`` score, at full resolution."""
+    t = torch.from_numpy(np.ascontiguousarray(m))[None, None].double()
+    win = min(window, *m.shape)
+    loc = F.avg_pool2d(t, win, stride=1, padding=win // 2, count_include_pad=False)[0, 0]
+    loc = loc[:m.shape[0], :m.shape[1]].numpy()
+    c = SOFT * float(np.mean(m)) + 1e-6
+    return np.maximum(0, np.log((loc + c) / (float(np.median(loc)) + c))).astype(np.float32)
+
+
+def score(image, kind: str = "rd", aggregate: str = "max", window: int = 32, model=None,
+          quality: float = 4, max_pixels=None) -> tuple[float, np.ndarray]:
+    """-> (image score, per-pixel heat map) for one image."""
+    if kind not in MAP_KINDS:
+        raise ValueError(f"score kind must be one of {', '.join(MAP_KINDS)}")
+    m = maps(image, model, quality, max_pixels)[kind]
+    heat = relative_map(m, window) if aggregate == "relative" else m
+    return image_score(m, aggregate, window), heat
+
+
+def fit(images, out_path=None, kind: str = "rd", aggregate: str = "max", window: int = 32,
+        model=None, quality: float = 4, fpr: float = 0.05) -> dict:
+    """Score normal images and record their distribution -> detector dict
+    (written as JSON to ``out_path`` if given)."""
+    from ..pipeline import load_model
+    if not 0 < fpr < 1:
+        raise ValueError("false-positive rate must be between 0 and 1")
+    lm = load_model(model)
+    scores = sorted(score(p, kind, aggregate, window, lm, quality)[0] for p in images)
+    if len(scores) < 2:
+        raise ValueError("fit needs at least 2 normal images")
+    from ..registry import MODELS
+    shipped = lm.model_id in MODELS and MODELS[lm.model_id].path.resolve() == lm.path.resolve()
+    det = {"format": "aecodec-anomaly-detector/1", "model": lm.model_id if shipped else str(lm.path),
+           "weights_hash": lm.weights_hash.hex(), "quality": quality, "kind": kind,
+           "aggregate": aggregate, "window": window, "fpr": fpr,
+           "threshold": float(np.quantile(scores, 1 - fpr)), "normal_scores": scores,
+           "quantiles": {str(p): float(np.quantile(scores, p / 100)) for p in (50, 90, 95, 99)}}
+    if out_path is not None:
+        Path(out_path).write_text(json.dumps(det, indent=1))
+    return det
+
+
+def load_detector(path) -> dict:
+    try:
+        det = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read detector {path}: {e}") from None
+    if not isinstance(det, dict) or det.get("format") != "aecodec-anomaly-detector/1":
+        raise ValueError(f"{path} is not an aecodec anomaly detector")
+    return det
+
+
+def judge(image, det: dict, model=None) -> dict:
+    """Score one image with a detector -> {score, percentile, anomalous, heat}."""
+    s, heat = score(image, det["kind"], det["aggregate"], det["window"], model or det["model"],
+                    det["quality"])
+    normal = np.asarray(det["normal_scores"])
+    return {"score": s, "percentile": float(100 * (normal <= s).mean()),
+            "anomalous": bool(s > det["threshold"]), "heat": heat}
+
+
+def heat_overlay(rgb: np.ndarray, heat: np.ndarray, vmax: float | None = None) -> np.ndarray:
+    """Dimmed grey image with the heat map in red/yellow on top (uint8)."""
+    vmax = vmax or float(np.quantile(heat, 0.999)) or 1.0
+    h = np.clip(heat / vmax, 0, 1)[..., None]
+    grey = rgb.mean(2, keepdims=True) * 0.5
+    hot = np.concatenate([np.ones_like(h), h, np.zeros_like(h)], 2) * 255
+    return (grey * (1 - h) + hot * h).clip(0, 255).astype(np.uint8)

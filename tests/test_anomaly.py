@@ -1,0 +1,65 @@
+"""Anomaly scoring with the codec's rate and reconstruction error."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cli.main import main
+from codec.heads import anomaly
+
+
+def test_maps_cover_the_image_and_rate_sums_to_the_model_bits(tiny_model, photo):
+    m = anomaly.maps(photo, model=tiny_model)
+    for k in anomaly.MAP_KINDS:
+        assert m[k].shape == photo.shape[:2] and (m[k] >= 0).all()
+    # rd = rate + lambda * error, pixel by pixel
+    from codec.pipeline import load_model
+    import torch
+    lam = float(load_model(tiny_model).net.lmbda(torch.tensor([4.0])))
+    assert np.allclose(m["rd"], m["rate"] + lam * m["error"], rtol=1e-4, atol=1e-5)
+
+
+def test_local_noise_raises_the_error_where_it_was_added(photo):
+    """With the shipped codec: noise it has never learned to code shows up."""
+    rng = np.random.default_rng(0)
+    bad = photo.astype(float)
+    bad[16:48, 16:48] += rng.normal(0, 60, (32, 32, 3))
+    bad = bad.clip(0, 255).astype(np.uint8)
+    e0, e1 = anomaly.maps(photo)["error"], anomaly.maps(bad)["error"]
+    assert e1[16:48, 16:48].mean() > 2 * e0[16:48, 16:48].mean()
+    assert abs(e1[64:, 64:].mean() - e0[64:, 64:].mean()) < 0.3 * e0[64:, 64:].mean()
+    assert anomaly.score(bad, "error")[0] > anomaly.score(photo, "error")[0]
+
+
+def test_relative_score_is_zero_for_a_uniform_map():
+    assert anomaly.image_score(np.ones((64, 64)), "relative") == pytest.approx(0.0, abs=1e-9)
+    m = np.ones((64, 64))
+    m[:16, :16] = 10
+    assert anomaly.image_score(m, "relative") > 0.5
+
+
+def test_fit_then_score_cli(tiny_model, photo, tmp_path):
+    normal = tmp_path / "normal"
+    normal.mkdir()
+    for i in range(4):
+        Image.fromarray(np.roll(photo, 7 * i, 1)).save(normal / f"{i}.png")
+    det = tmp_path / "det.json"
+    r = CliRunner().invoke(main, ["anomaly", "fit", str(normal), "-o", str(det), "--model", str(tiny_model),
+                                  "--kind", "error"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(det.read_text())
+    assert len(d["normal_scores"]) == 4 and d["kind"] == "error"
+    bad = photo.copy()
+    bad[10:50, 10:50] = 255 - bad[10:50, 10:50]
+    Image.fromarray(bad).save(tmp_path / "bad.png")
+    r = CliRunner().invoke(main, ["anomaly", "score", str(tmp_path / "bad.png"), str(normal / "0.png"),
+                                  "--detector", str(det), "--json", "--map", str(tmp_path / "maps")])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert rows[1]["percentile"] > 0 and 0 <= rows[0]["percentile"] <= 100
+    assert (tmp_path / "maps" / "bad.anomaly.png").exists()
+    r = CliRunner().invoke(main, ["anomaly", "score", str(normal / "0.png"), "--detector", str(normal / "0.png")])
+    assert r.exit_code == 1 and "cannot read detector" in r.stderr

@@ -1,0 +1,82 @@
+"""The restoration head: denoising and masked inpainting."""
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from cli.main import main
+from codec.heads import restore
+from codec.heads.store import save_head
+
+
+@pytest.fixture(scope="module")
+def tiny_restore(tmp_path_factory):
+    torch.manual_seed(0)
+    net = restore.RestoreNet(restore.RestoreConfig((4, 8, 8, 8))).eval()
+    return save_head(net, tmp_path_factory.mktemp("restore") / "r.safetensors", "restore")
+
+
+def test_corruption_draws_noise_levels_and_holes_in_range():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(32, 3, 64, 64)
+    noisy, known, sigma = restore.corrupt(x, g)
+    assert ((sigma >= 0) & (sigma <= restore.SIGMA_MAX)).all() and (sigma == 0).any() and (sigma > 0).any()
+    holes = (known == 0).flatten(1).any(1)
+    assert holes.any() and not holes.all()
+    assert torch.equal(noisy[sigma == 0], x[sigma == 0])
+
+
+def test_estimate_sigma_finds_the_noise_level():
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:200, 0:200]
+    clean = np.stack([x, y, (x + y) / 2], -1) * 0.6 + 30
+    for s in (5, 15, 30):
+        noisy = np.clip(clean + rng.normal(0, s, clean.shape), 0, 255).round().astype(np.uint8)
+        assert restore.estimate_sigma(noisy) == pytest.approx(s, rel=0.15)
+
+
+def test_tiled_run_equals_one_pass(tiny_restore, photo):
+    net = restore.load(tiny_restore)
+    known = np.ones(photo.shape[:2], bool)
+    whole = restore.run(net, photo, known, 10.0, tile=1024)
+    tiled = restore.run(net, photo, known, 10.0, tile=32, margin=32)
+    # a 32-pixel margin covers the net's receptive field up to rounding
+    assert whole.shape == photo.shape and np.abs(whole.astype(int) - tiled).max() <= 1
+
+
+def test_inpaint_changes_only_the_hole(tiny_restore, photo):
+    mask = np.zeros(photo.shape[:2], np.uint8)
+    mask[20:40, 30:50] = 255
+    out = restore.inpaint(photo, mask, weights=tiny_restore).rgb
+    assert np.array_equal(out[mask == 0], photo[mask == 0])
+    assert out.shape == photo.shape
+
+
+def test_mask_of_another_size_is_refused(tiny_restore, photo):
+    with pytest.raises(ValueError, match="mask is 10x10"):
+        restore.inpaint(photo, np.zeros((10, 10), np.uint8), weights=tiny_restore)
+
+
+def test_weights_of_another_kind_are_refused(tiny_restore, tmp_path):
+    with pytest.raises(ValueError, match="not a vae weights file"):
+        from codec.heads import vae
+        vae.load(tiny_restore)
+
+
+def test_denoise_and_inpaint_cli(tiny_restore, photo_png, tmp_path):
+    out = tmp_path / "clean.png"
+    r = CliRunner().invoke(main, ["denoise", str(photo_png), "-o", str(out), "--sigma", "20",
+                                  "--weights", str(tiny_restore)])
+    assert r.exit_code == 0, r.output
+    assert Image.open(out).size == Image.open(photo_png).size
+    r = CliRunner().invoke(main, ["denoise", str(photo_png), "-o", str(out), "--weights", str(tiny_restore)])
+    assert r.exit_code == 1 and "already exists" in r.stderr
+    r = CliRunner().invoke(main, ["denoise", str(photo_png), "--sigma", "loud"])
+    assert r.exit_code == 2 and "noise level" in r.output
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(mask)
+    r = CliRunner().invoke(main, ["inpaint", str(photo_png), "--mask", str(mask), "-o", str(tmp_path / "i.png"),
+                                  "--weights", str(tiny_restore)])
+    assert r.exit_code == 1 and "mask is 5x5" in r.stderr and not (tmp_path / "i.png").exists()
