@@ -93,12 +93,40 @@ def bench_pillow(img, repeat):
     return rows
 
 
+def bench_throughput(folder: Path, count: int, workers_list, devices) -> list[dict]:
+    """Images per second of ``aecodec compress DIR --workers W [--device D]``
+    as a user runs it (a fresh process, imports included), on ``count``
+    images of ``folder``."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in"
+        src.mkdir()
+        for p in sorted(folder.glob("*.png"))[:count]:
+            shutil.copy(p, src / p.name)
+        for device in devices:
+            for workers in workers_list:
+                cmd = [sys.executable, "-m", "cli.main", "compress", str(src), "-o", str(Path(tmp) / "out"),
+                       "-f", "--workers", str(workers), "--device", device]
+                t0 = time.perf_counter()
+                subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+                secs = time.perf_counter() - t0
+                rows.append({"images": count, "workers": workers, "device": device, "seconds": secs,
+                             "images_per_s": count / secs})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None)
     ap.add_argument("--images", default="")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--throughput", type=int, default=8,
+                    help="images of Kodak for the batch-compress throughput rows (0: skip)")
     ap.add_argument("--json", default=str(ROOT / "benchmarks/results/speed.json"))
     a = ap.parse_args()
     lm = pipeline.load_model(a.model)
@@ -124,10 +152,17 @@ def main() -> None:
         tra = f"{r['transform_decode_s']:.3f}" if "transform_decode_s" in r else ""
         print(f"{r['codec'][:58]:58} {r['image'][:14]:14} {r['threads']:>3} {r['encode_mp_s']:>9.3f} "
               f"{r['decode_mp_s']:>9.3f} {r['decode_s']:>7.3f} {ent:>9} {tra:>8}")
+    batch = []
+    if a.throughput:
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        batch = bench_throughput(ROOT.parent / "shared/data/kodak", a.throughput, (1, 2), devices)
+        for r in batch:
+            print(f"aecodec compress of {r['images']} Kodak images, --workers {r['workers']} --device "
+                  f"{r['device']}: {r['images_per_s']:.2f} images/s ({r['seconds']:.1f} s, imports included)")
     out = Path(a.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": f"{platform.machine()}, {torch.get_num_threads()} threads max",
-                               "torch": torch.__version__, "rows": rows}, indent=1))
+                               "torch": torch.__version__, "rows": rows, "throughput": batch}, indent=1))
 
 
 if __name__ == "__main__":

@@ -167,7 +167,7 @@ def _compress_one(src, dst, opts):
     if dst.exists() and not opts["force"]:
         raise Failure(f"{dst} already exists; pass -f/--force to overwrite it")
     t0 = time.perf_counter()
-    kw = dict(model=opts["model"], max_pixels=opts["limit"], tile=opts["tile"])
+    kw = dict(model=opts["model"], max_pixels=opts["limit"], tile=opts["tile"], device=opts["device"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         if opts.get("denoise") is not None:
@@ -243,19 +243,25 @@ def _write_image(im, dst: Path, force: bool) -> Path:
               help="Denoise first and code the clean estimate (noise costs bits).")
 @click.option("--sigma", default="auto", show_default=True,
               help="With --denoise: noise std on the 0-255 scale, or 'auto'.")
+@click.option("--device", default="cpu", show_default=True,
+              help="Run the analysis transform on cpu or cuda (decoding is always exact on CPU).")
 @guarded
 def compress(inputs, out, quality, target_bpp, target_psnr, model, force, as_json, max_pixels, tile,
-             workers, denoise_, sigma):
+             workers, denoise_, sigma, device):
     """Compress images to .aec files."""
     from codec import container
 
     if target_bpp is not None and target_psnr is not None:
         raise click.UsageError("give --target-bpp or --target-psnr, not both")
     limit = max_pixels or container.DEFAULT_MAX_PIXELS
+    if device != "cpu":
+        from codec.tiling import check_device
+        check_device(device)
     files, many = _expand(inputs, IMAGE_SUFFIXES)
     outs = _outputs(files, many, out, ".aec")
     opts = dict(force=force, model=model, limit=limit, tile=tile, quality=quality, json=as_json,
-                target_bpp=target_bpp, target_psnr=target_psnr, denoise=_sigma(sigma) if denoise_ else None)
+                target_bpp=target_bpp, target_psnr=target_psnr, denoise=_sigma(sigma) if denoise_ else None,
+                device=device)
     work = functools.partial(_compress_one, opts=opts)
     _run_all(list(zip(files, outs)), work, many, workers)
 

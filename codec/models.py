@@ -113,6 +113,16 @@ class TransformCodec(CachedModule):
     def update_tables(self) -> None:
         pass
 
+    def _on_device(self, name: str, device) -> nn.Module:
+        """A copy of a transform on ``device`` (CUDA: channels-last, bf16 is
+        not used: the latents it gives are rounded to integers next)."""
+        key = f"{name}@{device}"
+        if key not in self._cache:
+            import copy
+            mod = copy.deepcopy(getattr(self, name)).to(device).eval()
+            self._cache[key] = mod.to(memory_format=torch.channels_last)
+        return self._cache[key]
+
     def _fast(self, name: str) -> nn.Module:
         """Inference copies of g_a / g_s (fast.py), built on first use."""
         if name not in self._cache:

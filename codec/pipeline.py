@@ -64,16 +64,17 @@ def _quality(q) -> float:
 
 def encode(image, quality: float = 4, model=None,
            max_pixels: int | None = container.DEFAULT_MAX_PIXELS,
-           tile: int = tiling.DEFAULT_TILE) -> EncodeResult:
+           tile: int = tiling.DEFAULT_TILE, device=None) -> EncodeResult:
     """Image -> .aec bytes and the exact picture decode() will return.
-    ``tile``: tile side in pixels (a multiple of 64; 0 for one tile)."""
+    ``tile``: tile side in pixels (a multiple of 64; 0 for one tile).
+    ``device``: where the analysis transform runs ("cpu" or "cuda")."""
     if tile < 0 or tile % 64 or tile // 64 > 65535:
         raise ValueError(f"tile must be a multiple of 64 pixels, got {tile}")
     lm = load_model(model)
     pic = io.load(image, max_pixels=max_pixels)
     q = _quality(quality)
     lm.net.check_quality(q)
-    strings, recon = tiling.encode(lm.net, pic.rgb, q, tile)
+    strings, recon = tiling.encode(lm.net, pic.rgb, q, tile, device)
     rgb = recon[:pic.height, :pic.width]
     if pic.alpha is not None:
         strings = strings + [io.png_bytes(pic.alpha)]
@@ -148,7 +149,7 @@ def decode(data: bytes, model=None, max_pixels: int | None = container.DEFAULT_M
 
 def encode_target(image, target_bpp: float | None = None, target_psnr: float | None = None,
                   model=None, max_pixels: int | None = container.DEFAULT_MAX_PIXELS,
-                  iterations: int = 7, tile: int = tiling.DEFAULT_TILE) -> EncodeResult:
+                  iterations: int = 7, tile: int = tiling.DEFAULT_TILE, device=None) -> EncodeResult:
     """Bisect the (continuous) quality for the largest file within
     ``target_bpp``, or the smallest file reaching ``target_psnr``. Rate and
     PSNR grow with quality; if no quality meets the target, the closest end
@@ -163,22 +164,22 @@ def encode_target(image, target_bpp: float | None = None, target_psnr: float | N
         return r.bpp <= target_bpp if target_bpp is not None else r.psnr >= target_psnr
 
     if target_bpp is not None:
-        best = encode(pic, lo, lm, max_pixels, tile)
+        best = encode(pic, lo, lm, max_pixels, tile, device)
         if not ok(best):
             return best
-        top = encode(pic, hi, lm, max_pixels, tile)
+        top = encode(pic, hi, lm, max_pixels, tile, device)
         if ok(top):
             return top
     else:
-        best = encode(pic, hi, lm, max_pixels, tile)
+        best = encode(pic, hi, lm, max_pixels, tile, device)
         if not ok(best):
             return best
-        bottom = encode(pic, lo, lm, max_pixels, tile)
+        bottom = encode(pic, lo, lm, max_pixels, tile, device)
         if ok(bottom):
             return bottom
     for _ in range(iterations):
         mid = (lo + hi) / 2
-        r = encode(pic, mid, lm, max_pixels, tile)
+        r = encode(pic, mid, lm, max_pixels, tile, device)
         if ok(r):
             best = r
             lo, hi = (mid, hi) if target_bpp is not None else (lo, mid)

@@ -79,28 +79,46 @@ def padded_size(net, height: int, width: int) -> tuple[int, int]:
     return -(-height // s) * s, -(-width // s) * s
 
 
+def check_device(device) -> torch.device:
+    """A torch device for the analysis transform; a clear error when absent."""
+    try:
+        dev = torch.device(device or "cpu")
+    except RuntimeError as e:
+        raise ValueError(f"unknown device {device!r}: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but CUDA is not available on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda, got {device!r}")
+    return dev
+
+
 @torch.inference_mode()
-def analyse(net, rgb: np.ndarray, tile: int) -> torch.Tensor:
-    """g_a tile by tile: (H, W, 3) uint8 -> y (1, M, Hp/16, Wp/16), before gains."""
+def analyse(net, rgb: np.ndarray, tile: int, device=None) -> torch.Tensor:
+    """g_a tile by tile: (H, W, 3) uint8 -> y (1, M, Hp/16, Wp/16), before gains.
+
+    ``device`` "cuda" runs g_a on the GPU. Only the analysis may move: the
+    encoder decides the latents, which are then coded exactly; the synthesis,
+    whose pixels every decoder must reproduce bit for bit, stays on the CPU."""
     hp, wp = padded_size(net, *rgb.shape[:2])
-    g_a = net._fast("g_a")
+    dev = check_device(device)
+    g_a = net._fast("g_a") if dev.type == "cpu" else net._on_device("g_a", dev)
     y = torch.empty(1, net.cfg.M, hp // 16, wp // 16)
     for t, l, h, w in rects(hp, wp, tile):
         t0, t1 = _grow(t, t + h, G_MARGIN, hp)
         l0, l1 = _grow(l, l + w, G_MARGIN, wp)
-        yt = g_a(_to_tensor(_window(rgb, t0, t1, l0, l1)))
+        yt = g_a(_to_tensor(_window(rgb, t0, t1, l0, l1)).to(dev)).float().cpu()
         y[:, :, t // 16:(t + h) // 16, l // 16:(l + w) // 16] = \
             yt[:, :, (t - t0) // 16:(t - t0 + h) // 16, (l - l0) // 16:(l - l0 + w) // 16]
     return y
 
 
 @torch.inference_mode()
-def encode(net, rgb: np.ndarray, quality: float, tile: int):
+def encode(net, rgb: np.ndarray, quality: float, tile: int, device=None):
     """rgb: (H, W, 3) uint8; it is replicate-padded to the model's stride
     tile by tile. -> (streams, reconstruction (Hp, Wp, 3) uint8)."""
     height, width = rgb.shape[:2]
     hp, wp = padded_size(net, height, width)
-    y = analyse(net, rgb, tile)
+    y = analyse(net, rgb, tile, device)
     side, state = net.code_side(y, quality)
     y_in = torch.empty(1, net.cfg.M, hp // 16, wp // 16)
     tiles = []

@@ -166,3 +166,17 @@ def test_demo_compresses_and_decompresses_the_sample(tmp_path):
     assert r.exit_code == 0, r.output
     assert "exact     True" in r.stdout and "PSNR" in r.stdout
     assert (tmp_path / "demo" / "sample.aec").exists() and (tmp_path / "demo" / "sample.png").exists()
+
+
+def test_device_cpu_gives_the_same_file_and_missing_cuda_is_one_line(tiny_model, photo_png, tmp_path):
+    a, b = tmp_path / "a.aec", tmp_path / "b.aec"
+    assert run("compress", photo_png, "--model", tiny_model, "-o", a).exit_code == 0
+    assert run("compress", photo_png, "--model", tiny_model, "-o", b, "--device", "cpu").exit_code == 0
+    assert a.read_bytes() == b.read_bytes()
+    import torch
+    if not torch.cuda.is_available():
+        r = run("compress", photo_png, "--model", tiny_model, "-o", tmp_path / "c.aec", "--device", "cuda")
+        assert r.exit_code == 1 and one_error_line(r) and "CUDA is not available" in r.stderr
+        assert not (tmp_path / "c.aec").exists()
+    r = run("compress", photo_png, "--model", tiny_model, "-o", tmp_path / "d.aec", "--device", "tpu")
+    assert r.exit_code == 1 and one_error_line(r)
