@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import _compressai  # noqa: F401  (light import of compressai; see there)
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.ops import quantize_ste
 

@@ -120,11 +120,14 @@ def encode(net, rgb: np.ndarray, quality: float, tile: int, device=None):
     hp, wp = padded_size(net, height, width)
     y = analyse(net, rgb, tile, device)
     side, state = net.code_side(y, quality)
-    y_in = torch.empty(1, net.cfg.M, hp // 16, wp // 16)
     tiles = []
     for r in rects(hp, wp, tile):
-        data, y_in[y_slice(r)] = net.code_tile(state, r)
+        # a tile reads only its own part of y, so what g_s will see
+        # replaces it in place (one latent-sized array, not two)
+        data, y_in = net.code_tile(state, r)
+        state["y"][y_slice(r)] = y_in
         tiles.append(data)
+    y_in = state.pop("y")
     del state, y
     recon = _synthesize(net, y_in, (hp, wp), tile)
     crcs = [_tile_crc(recon, r, height, width) for r in rects(hp, wp, tile)]

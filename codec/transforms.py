@@ -16,8 +16,21 @@ from __future__ import annotations
 
 from torch import nn
 
-from compressai.layers import GDN
-from compressai.models.utils import conv, deconv
+from . import _compressai  # noqa: F401  (light import of compressai; see there)
+from compressai.layers import GDN  # noqa: E402
+
+
+def conv(in_ch: int, out_ch: int, kernel_size: int = 5, stride: int = 2) -> nn.Conv2d:
+    """Same-padded convolution (as ``compressai.models.utils.conv``, whose
+    package import would load CompressAI's whole model zoo)."""
+    return nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=kernel_size // 2)
+
+
+def deconv(in_ch: int, out_ch: int, kernel_size: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    """Transposed convolution that multiplies the size by ``stride`` exactly."""
+    return nn.ConvTranspose2d(in_ch, out_ch, kernel_size, stride=stride,
+                              output_padding=stride - 1, padding=kernel_size // 2)
+
 
 #: Total down-sampling of g_a followed by h_a: images are padded to this.
 STRIDE = 64

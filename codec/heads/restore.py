@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import _compressai  # noqa: F401  (light import of compressai; see there)
 from compressai.layers import ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride, conv3x3
 
 SIGMA_MAX = 50.0
