@@ -692,5 +692,37 @@ def anomaly_score(inputs, detector, map_dir, as_json, force):
     _run_all([(f, None) for f in files], work, len(files) > 1)
 
 
+@main.command()
+@click.argument("model")
+@click.argument("data", nargs=-1, required=True)
+@click.option("-o", "--output", "out", required=True, help="Weights file to write (.safetensors).")
+@click.option("--context/--no-context", default=True, show_default=True,
+              help="binary: add the checkerboard context model.")
+@click.option("-f", "--force", is_flag=True)
+@guarded
+def refit(model, data, out, context, force):
+    """Refit a discrete codec's prior by counting symbols on training images."""
+    from codec import weights
+    from codec.pipeline import load_model
+    from codec.training import refit as rf
+
+    if Path(out).exists() and not force:
+        raise Failure(f"{out} already exists; pass -f/--force to overwrite it")
+    lm = load_model(model)
+    net = lm.net
+    if lm.config.arch == "vq":
+        res = rf.refit_vq_prior(net, list(data))
+    elif lm.config.arch == "binary":
+        net = rf.with_context(net) if context and not lm.config.context else net
+        if not net.cfg.context:
+            raise Failure("a binary model refits only with its context model (--context)")
+        res = rf.fit_binary_context(net, list(data))
+    else:
+        raise Failure(f"{lm.model_id} is not a discrete (vq or binary) model")
+    meta = dict(lm.meta, prior_refit=res)
+    weights.save(net, out, lm.model_id, meta)
+    click.echo(json.dumps(res))
+
+
 if __name__ == "__main__":
     main()

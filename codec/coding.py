@@ -113,3 +113,20 @@ def decode_bernoulli(data: bytes, p_one: np.ndarray) -> np.ndarray:
                           dtype=np.int32)
     except Exception as exc:
         raise CodingError(f"corrupt entropy-coded stream ({exc})") from None
+
+
+def decode_bernoulli_two_pass(data: bytes, p_first: np.ndarray, p_second_of) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a stream written by ``encode_bernoulli(concat(first, second), ...)``
+    whose second part's probabilities depend on the first part's bits:
+    ``p_second_of(first_bits) -> p_second`` (a checkerboard context model)."""
+    coder = _stream.stack.AnsCoder(_words(data))
+    family = _model.Bernoulli(perfect=False)
+    try:
+        first = np.asarray(coder.decode(family, np.ascontiguousarray(p_first, dtype=np.float64)), dtype=np.int32)
+        p2 = np.ascontiguousarray(p_second_of(first), dtype=np.float64)
+        second = np.asarray(coder.decode(family, p2), dtype=np.int32)
+    except CodingError:
+        raise
+    except Exception as exc:
+        raise CodingError(f"corrupt entropy-coded stream ({exc})") from None
+    return first, second

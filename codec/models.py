@@ -41,6 +41,7 @@ class ModelConfig:
     lambdas: tuple = LAMBDAS_MSE
     codebook: int = 256      # vq: entries per codebook (one codebook per stage)
     vq_dim: int = 4          # vq: length of each quantized vector (M is split into M / vq_dim)
+    context: bool = False    # binary: checkerboard context model for the bits
 
     @property
     def levels(self) -> int:
@@ -284,14 +285,56 @@ class VQCodec(TransformCodec):
         return self.vq.lookup(syms, n)
 
 
+CONTEXT_STATES = 5
+
+
+def checkerboard(h: int, w: int) -> torch.Tensor:
+    """(h, w) bool: the anchor positions ((i + j) even) of a latent grid."""
+    i = torch.arange(h)[:, None]
+    j = torch.arange(w)[None, :]
+    return (i + j) % 2 == 0
+
+
+def context_state(bits: torch.Tensor) -> torch.Tensor:
+    """bits (B, C, h, w) 0/1 -> (B, C, h, w) context state 0..4 of every
+    position from its four neighbours in the same channel: round(4 * ones /
+    neighbours inside the grid). At a non-anchor position all four
+    neighbours are anchors, so the decoder knows them already."""
+    b = bits.float()
+    ones = torch.zeros_like(b)
+    avail = torch.zeros_like(b)
+    one = torch.ones_like(b)
+    for dh, dw in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+        sh = torch.roll(b, (dh, dw), (2, 3))
+        valid = torch.roll(one, (dh, dw), (2, 3))
+        if dh == 1:
+            valid[:, :, 0] = 0
+        elif dh == -1:
+            valid[:, :, -1] = 0
+        elif dw == 1:
+            valid[:, :, :, 0] = 0
+        else:
+            valid[:, :, :, -1] = 0
+        ones += sh * valid
+        avail += valid
+    return torch.round(4 * ones / avail.clamp_min(1)).long()
+
+
 class BinaryCodec(TransformCodec):
     """Binary codec: g_a -> sign bits (quantizers.BinaryQuantizer) -> g_s.
 
     Quality q in [1, L] keeps the first round(q / L * M) latent channels
     (trained nested, so fractional qualities work). The bits are coded by
-    constriction under a learned per-channel Bernoulli model, frozen to an
-    integer table (``p_one_int``, out of 2^16): a predictable bit costs
-    less than one bit.
+    constriction under a Bernoulli model frozen to integer tables (out of
+    2^16), so a predictable bit costs less than one bit:
+
+    * factorized: one P(1) per channel (``p_one_int``);
+    * ``cfg.context``: a checkerboard context model (He et al. 2021 for the
+      two-pass split): anchors ((i + j) even) with P(1) per channel
+      (``p_one_int``), then every other bit with P(1 | channel, state),
+      the state counting the ones among its four anchor neighbours
+      (``p_ctx_int``, (M, 5)). The tables are maximum-likelihood counts on
+      training images (training/refit.py).
     """
 
     latent_kind = "binary"
@@ -302,6 +345,8 @@ class BinaryCodec(TransformCodec):
         self.binarize = BinaryQuantizer()
         self.prior_logits = nn.Parameter(torch.zeros(cfg.M))
         self.register_buffer("p_one_int", torch.full((cfg.M,), 32768, dtype=torch.int32))
+        if cfg.context:
+            self.register_buffer("p_ctx_int", torch.full((cfg.M, CONTEXT_STATES), 32768, dtype=torch.int32))
 
     def keep(self, quality) -> torch.Tensor:
         q = torch.as_tensor(quality, dtype=torch.float32)
@@ -311,22 +356,36 @@ class BinaryCodec(TransformCodec):
         y = self.g_a(x)
         keep = self.keep(quality).to(x.device)
         b, bits = self.binarize(y, keep)
-        p = torch.sigmoid(self.prior_logits)[None, :, None, None]
+        p = torch.sigmoid(self.prior_logits)[None, :, None, None].expand(bits.shape)
+        if self.cfg.context:  # the frozen context tables: what coding will pay
+            h, w = bits.shape[-2:]
+            ctx = self.p_ctx_int.float()[torch.arange(self.cfg.M, device=x.device)[:, None, None],
+                                         context_state(bits)] / 65536
+            anchor = self.p_one_int.float()[None, :, None, None] / 65536
+            p = torch.where(checkerboard(h, w).to(x.device), anchor, ctx)
         lik = torch.where(bits.bool(), p, 1 - p)
         used = (torch.arange(self.cfg.M, device=x.device)[None, :] < keep[:, None])[:, :, None, None]
         lik = torch.where(used, lik, torch.ones_like(lik))
         return {"x_hat": self.g_s(b), "likelihoods": {"bits": lik}}
 
     def update_tables(self) -> None:
+        if self.cfg.context:
+            return  # counted on training images (training/refit.py), not learned by gradient
         p = torch.sigmoid(self.prior_logits.detach().double())
         self.p_one_int.copy_((p * 65536).round().clamp(1, 65535).to(torch.int32))
 
     def code_side(self, y, quality):
         return b"", {"y": y, "keep": int(self.keep(quality))}
 
-    def _p(self, keep, hw):
+    def _p_anchor(self, keep, n_per_channel):
         p = self.p_one_int[:keep].double().numpy() / 65536.0
-        return np.repeat(p, hw)
+        return np.repeat(p, n_per_channel)
+
+    def _p_rest(self, bits_full: torch.Tensor, keep, rest):
+        """P(1) of the non-anchor bits from the anchors' bits (B=1)."""
+        state = context_state(bits_full)[0, :keep][:, rest]             # (keep, n_rest)
+        table = self.p_ctx_int[:keep].double().numpy() / 65536.0
+        return table[np.arange(keep)[:, None], state.numpy()].reshape(-1)
 
     def code_tile(self, state, r):
         from . import coding
@@ -334,7 +393,15 @@ class BinaryCodec(TransformCodec):
         yt = state["y"][y_slice(r)]
         b, bits = self.binarize(yt, torch.tensor([keep]))
         h, w = yt.shape[-2:]
-        data = coding.encode_bernoulli(bits[0, :keep].reshape(-1).numpy(), self._p(keep, h * w))
+        kept = bits[0, :keep]
+        if not self.cfg.context:
+            data = coding.encode_bernoulli(kept.reshape(-1).numpy(), self._p_anchor(keep, h * w))
+            return data, b
+        anchor = checkerboard(h, w)
+        first, second = kept[:, anchor].reshape(-1), kept[:, ~anchor].reshape(-1)
+        p1 = self._p_anchor(keep, int(anchor.sum()))
+        p2 = self._p_rest(bits, keep, ~anchor)
+        data = coding.encode_bernoulli(torch.cat([first, second]).numpy(), np.concatenate([p1, p2]))
         return data, b
 
     def decode_side(self, data, hp, wp, quality):
@@ -346,9 +413,21 @@ class BinaryCodec(TransformCodec):
         from . import coding
         keep = state["keep"]
         h, w = r[2] // 16, r[3] // 16
-        bits = coding.decode_bernoulli(data, self._p(keep, h * w))
+        bits = torch.zeros(1, self.cfg.M, h, w, dtype=torch.int64)
+        if not self.cfg.context:
+            flat = coding.decode_bernoulli(data, self._p_anchor(keep, h * w))
+            bits[0, :keep] = torch.from_numpy(flat.astype(np.int64)).view(keep, h, w)
+        else:
+            anchor = checkerboard(h, w)
+
+            def p_rest(first):
+                bits[0, :keep, anchor] = torch.from_numpy(first.astype(np.int64)).view(keep, -1)
+                return self._p_rest(bits, keep, ~anchor)
+
+            _, second = coding.decode_bernoulli_two_pass(data, self._p_anchor(keep, int(anchor.sum())), p_rest)
+            bits[0, :keep, ~anchor] = torch.from_numpy(second.astype(np.int64)).view(keep, -1)
         b = torch.zeros(1, self.cfg.M, h, w)
-        b[0, :keep] = torch.from_numpy(bits.astype(np.float32)).view(keep, h, w) * 2 - 1
+        b[0, :keep] = bits[0, :keep].float() * 2 - 1
         return b
 
 

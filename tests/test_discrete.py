@@ -94,3 +94,54 @@ def test_discrete_models_train(cfg, tmp_path, photo):
                      progress=False, val_every=2, ckpt_every_s=1e9)
     st = checkpoint.load(train(tc, log=lambda *_: None))
     assert st["step"] == 3
+
+
+@pytest.fixture(scope="module")
+def folder_of(tmp_path_factory, photo):
+    from PIL import Image
+    d = tmp_path_factory.mktemp("refit")
+    for i in range(3):
+        Image.fromarray(np.roll(photo, 11 * i, 0)).save(d / f"{i}.png")
+    return d
+
+
+def test_context_state_counts_the_four_neighbours():
+    from codec.models import context_state
+    bits = torch.zeros(1, 1, 3, 3, dtype=torch.long)
+    bits[0, 0, 0, 1] = bits[0, 0, 1, 0] = bits[0, 0, 1, 2] = bits[0, 0, 2, 1] = 1
+    st = context_state(bits)[0, 0]
+    assert st[1, 1] == 4              # all four neighbours are ones
+    assert st[0, 0] == 4              # corner: two neighbours inside, both ones
+    assert st[0, 1] == 0              # its neighbours (0,0), (0,2), (1,1) are zeros
+
+
+def test_binary_context_model_round_trips_exactly_and_codes_below_factorized(bin_file, folder_of, photo, tmp_path):
+    from codec.training.refit import fit_binary_context, with_context
+    base = weights.load(bin_file).net
+    net = with_context(base)
+    fit = fit_binary_context(net, [folder_of])
+    assert fit["context_bits_per_bit"] <= fit["anchor_bits_per_bit"] + 1e-9
+    path = weights.save(net, tmp_path / "ctx.safetensors", "bin-ctx")
+    for tile in (0, 64):
+        res = codec.encode(photo, quality=4, model=path, tile=tile)
+        assert np.array_equal(codec.decode(res.data, model=path).rgb, res.picture.rgb)
+    # the same bits under both priors: the context one (fitted here) is not worse than
+    # the factorized one refitted the same way
+    plain = with_context(base)
+    fit_binary_context(plain, [folder_of])
+    plain.p_ctx_int.copy_(plain.p_one_int[:, None].expand_as(plain.p_ctx_int))
+    flat = weights.save(plain, tmp_path / "flat.safetensors", "bin-flat")
+    a = codec.encode(photo, quality=4, model=path, tile=0)
+    b = codec.encode(photo, quality=4, model=flat, tile=0)
+    assert np.array_equal(a.picture.rgb, b.picture.rgb)
+    assert len(a.data) <= len(b.data) + 8
+
+
+def test_vq_prior_refit_matches_counted_frequencies(vq_file, folder_of):
+    from codec.training.refit import refit_vq_prior
+    net = weights.load(vq_file).net
+    res = refit_vq_prior(net, [folder_of])
+    assert 0 < res["mean_entropy_bits_per_index"] <= np.log2(16)
+    p = torch.softmax(net.prior_logits, -1)
+    assert torch.allclose(p.sum(-1), torch.ones_like(p.sum(-1)))
+    assert (net.pmf_int > 0).all()

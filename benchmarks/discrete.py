@@ -1,0 +1,108 @@
+"""The discrete codecs' latents on Kodak: codebook use and coded vs raw bits.
+
+    python benchmarks/discrete.py [--kodak DIR] [--images 24]
+
+VQ (``vq-residual``): for each residual stage, the share of codebook entries
+used on Kodak (over all groups and images), the perplexity exp(H) of the
+empirical index distribution (K = codebook size is the most it can be), and
+the bits per index: raw log2 K, the empirical entropy H (what an ideal
+static prior fitted to Kodak would pay) and what the shipped factorized
+prior pays (the cross-entropy, measured from the real files).
+
+Binary (``binary-nested``): the bits kept at each quality (raw bits) against
+the coded payload of the real .aec files.
+
+Writes benchmarks/results/discrete.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from codec import container, pipeline, tiling
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@torch.no_grad()
+def vq_usage(paths, model="vq-residual") -> dict:
+    lm = pipeline.load_model(model)
+    net = lm.net
+    S, K, G = net.cfg.levels, net.cfg.codebook, net.groups
+    counts = np.zeros((S, K), np.int64)
+    coded_bits = np.zeros(S)
+    n_pos = 0
+    for p in paths:
+        rgb = np.asarray(Image.open(p).convert("RGB"))
+        y = tiling.analyse(net, rgb, tiling.DEFAULT_TILE)
+        _, syms, _ = net.vq(y, torch.tensor([S]))                 # (S, 1, G, h, w)
+        for s in range(S):
+            counts[s] += np.bincount(syms[s].reshape(-1).numpy(), minlength=K)
+        n_pos += syms[0].numel()
+        for q in range(1, S + 1):  # real files: payload bits at each stage count
+            res = pipeline.encode(rgb, quality=q, model=lm)
+            coded_bits[q - 1] += 8 * sum(container.unpack(res.data)[0].stream_lengths)
+    stages = []
+    prev = 0.0
+    for s in range(S):
+        p = counts[s] / counts[s].sum()
+        h = float(-(p[p > 0] * np.log2(p[p > 0])).sum())
+        bits_stage = (coded_bits[s] - prev) / n_pos
+        prev = coded_bits[s]
+        stages.append({"stage": s + 1, "used_share": float((counts[s] > 0).mean()),
+                       "perplexity": float(2 ** h), "raw_bits_per_index": math.log2(K),
+                       "empirical_entropy_bits": h, "coded_bits_per_index": float(bits_stage)})
+    return {"model": lm.model_id, "codebook": K, "groups": G, "stages": stages,
+            "indices_per_stage": int(n_pos)}
+
+
+@torch.no_grad()
+def binary_rates(paths, model="binary-nested") -> dict:
+    lm = pipeline.load_model(model)
+    net = lm.net
+    rows = []
+    for q in range(1, net.cfg.levels + 1):
+        raw = coded = pixels = 0
+        for p in paths:
+            rgb = np.asarray(Image.open(p).convert("RGB"))
+            res = pipeline.encode(rgb, quality=q, model=lm)
+            hp, wp = tiling.padded_size(net, *rgb.shape[:2])
+            raw += int(net.keep(q)) * (hp // 16) * (wp // 16)
+            coded += 8 * sum(container.unpack(res.data)[0].stream_lengths)
+            pixels += rgb.shape[0] * rgb.shape[1]
+        rows.append({"quality": q, "raw_bits": raw, "coded_bits": coded, "coded_over_raw": coded / raw,
+                     "raw_bpp": raw / pixels, "coded_bpp": coded / pixels})
+    return {"model": lm.model_id, "qualities": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kodak", default=str(ROOT.parent / "shared/data/kodak"))
+    ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/discrete.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    paths = sorted(Path(args.kodak).glob("*.png"))[:args.images]
+    res = {"images": len(paths), "vq": vq_usage(paths), "binary": binary_rates(paths)}
+    v = res["vq"]
+    print(f"VQ {v['model']}: K={v['codebook']}, {v['groups']} groups, {v['indices_per_stage']} indices per stage")
+    for s in v["stages"]:
+        print(f"  stage {s['stage']}: used {100 * s['used_share']:.1f}% of entries, perplexity "
+              f"{s['perplexity']:.1f}, bits/index raw {s['raw_bits_per_index']:.2f} entropy "
+              f"{s['empirical_entropy_bits']:.2f} coded {s['coded_bits_per_index']:.2f}")
+    for r in res["binary"]["qualities"]:
+        print(f"binary q{r['quality']}: raw {r['raw_bpp']:.4f} bpp, coded {r['coded_bpp']:.4f} bpp "
+              f"({100 * r['coded_over_raw']:.1f}% of raw)")
+    Path(args.out).write_text(json.dumps(res, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

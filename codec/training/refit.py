@@ -1,0 +1,92 @@
+"""Maximum-likelihood refits of the discrete codecs' priors, by counting.
+
+With the transforms fixed, the best static prior for a latent symbol is its
+frequency on training data (smoothed); gradient training of the prior's
+logits converges to the same place, slowly. These refits run the trained
+g_a over the training images (never Kodak) and count:
+
+* VQ: each (stage, group)'s index frequencies -> ``prior_logits``;
+* binary: P(1) per channel at the checkerboard anchors and P(1 | channel,
+  context state) elsewhere (models.BinaryCodec with ``context``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import tiling
+from ..models import CONTEXT_STATES, BinaryCodec, VQCodec, checkerboard, context_state
+from .data import list_images, load_uint8, split
+
+
+def _latents(net, folders, scales=(1.0, 0.5)):
+    """g_a of every training image (train split only), at a few scales."""
+    import torch.nn.functional as F
+    train, _ = split(list_images(folders))
+    for p in train:
+        x = load_uint8(p)[None].float()
+        for s in scales:
+            xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", antialias=True)
+            rgb = xs[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+            yield tiling.analyse(net, rgb, tiling.DEFAULT_TILE)
+
+
+@torch.no_grad()
+def refit_vq_prior(net: VQCodec, folders, smoothing: float = 0.5) -> dict:
+    S, G, K = net.cfg.levels, net.groups, net.cfg.codebook
+    counts = torch.full((S, G, K), smoothing, dtype=torch.float64)
+    for y in _latents(net, folders):
+        _, syms, _ = net.vq(y, torch.tensor([S]))                        # (S, 1, G, h, w)
+        for s in range(S):
+            for g in range(G):
+                counts[s, g] += torch.bincount(syms[s, 0, g].reshape(-1), minlength=K).double()
+    p = counts / counts.sum(-1, keepdim=True)
+    net.prior_logits.data.copy_(p.log().float())
+    net.update_tables()
+    ent = float(-(p * p.log2()).sum(-1).mean())
+    return {"mean_entropy_bits_per_index": ent}
+
+
+@torch.no_grad()
+def fit_binary_context(net: BinaryCodec, folders, smoothing: float = 0.5) -> dict:
+    if not net.cfg.context:
+        raise ValueError("the binary model was built without a context model (cfg.context)")
+    M = net.cfg.M
+    a_ones = torch.full((M,), smoothing, dtype=torch.float64)
+    a_all = torch.full((M,), 2 * smoothing, dtype=torch.float64)
+    c_ones = torch.full((M, CONTEXT_STATES), smoothing, dtype=torch.float64)
+    c_all = torch.full((M, CONTEXT_STATES), 2 * smoothing, dtype=torch.float64)
+    for y in _latents(net, folders):
+        bits = (y >= 0).long()                                           # (1, M, h, w)
+        anchor = checkerboard(*bits.shape[-2:])
+        a_ones += bits[0][:, anchor].sum(1).double()
+        a_all += int(anchor.sum())
+        state = context_state(bits)[0][:, ~anchor]                      # (M, n)
+        rest = bits[0][:, ~anchor]
+        for k in range(CONTEXT_STATES):
+            sel = (state == k).double()
+            c_ones[:, k] += (rest.double() * sel).sum(1)
+            c_all[:, k] += sel.sum(1)
+    pa, pc = a_ones / a_all, c_ones / c_all
+    net.p_one_int.copy_((pa * 65536).round().clamp(1, 65535).to(torch.int32))
+    net.p_ctx_int.copy_((pc * 65536).round().clamp(1, 65535).to(torch.int32))
+
+    def h(p):
+        return -(p * torch.log2(p) + (1 - p) * torch.log2(1 - p))
+    anchor_bits = float(h(pa).mean())
+    ctx_bits = float((h(pc) * c_all).sum() / c_all.sum())
+    return {"anchor_bits_per_bit": anchor_bits, "context_bits_per_bit": ctx_bits,
+            "factorized_bits_per_bit": anchor_bits}
+
+
+def with_context(net: BinaryCodec) -> BinaryCodec:
+    """A copy of a factorized binary model with a context model added."""
+    from dataclasses import replace
+
+    from ..models import build
+    new = build(replace(net.cfg, context=True))
+    state = {k: v for k, v in net.state_dict().items()}
+    state["p_ctx_int"] = new.p_ctx_int
+    new.load_state_dict(state)
+    return new.eval()
+
