@@ -32,8 +32,14 @@ def main() -> None:
              + ", "
              f"wall time {meta.get('train_hours')} h on {meta.get('hardware') or 'unknown hardware'}",
              "- how: `aecodec train` (codec/training/loop.py): every sample of a batch draws its own quality "
-             "level, loss = bpp + lambda*255^2*MSE, random 0.5-1 down-scaled crops with flips",
-             ""]
+             "level, loss = bpp + lambda*255^2*MSE, random 0.5-1 down-scaled crops with flips"]
+    if meta.get("prior_refit"):
+        what = ("checkerboard context model for the bits" if cfg.context
+                else "factorized categorical prior of the indices")
+        fig = ", ".join(f"{k} {v:.3f}" for k, v in meta["prior_refit"].items())
+        lines.append(f"- prior: {what} refitted by counting symbols on the training images "
+                     f"(`aecodec refit`, codec/training/refit.py; transforms unchanged): {fig}")
+    lines.append("")
     if res_path.exists():
         res = json.loads(res_path.read_text())
         c = res["codecs"].get(name)
