@@ -3,10 +3,11 @@
     python benchmarks/discrete.py [--kodak DIR] [--images 24]
 
 VQ (``vq-residual``): for each residual stage, the share of codebook entries
-used on Kodak (over all groups and images), the perplexity exp(H) of the
-empirical index distribution (K = codebook size is the most it can be), and
-the bits per index: raw log2 K, the empirical entropy H (what an ideal
-static prior fitted to Kodak would pay) and what the shipped factorized
+used on Kodak (per group, averaged; and pooled over groups), the perplexity
+2^H of the empirical index distribution (per group, and pooled; K is the
+most it can be), and
+the bits per index: raw log2 K, the empirical entropy H per (stage, group)
+(what an ideal static prior fitted to Kodak would pay) and what the shipped factorized
 prior pays (the cross-entropy, measured from the real files).
 
 Binary (``binary-nested``): the bits kept at each quality (raw bits) against
@@ -36,7 +37,7 @@ def vq_usage(paths, model="vq-residual") -> dict:
     lm = pipeline.load_model(model)
     net = lm.net
     S, K, G = net.cfg.levels, net.cfg.codebook, net.groups
-    counts = np.zeros((S, K), np.int64)
+    counts = np.zeros((S, G, K), np.int64)
     coded_bits = np.zeros(S)
     n_pos = 0
     for p in paths:
@@ -44,7 +45,8 @@ def vq_usage(paths, model="vq-residual") -> dict:
         y = tiling.analyse(net, rgb, tiling.DEFAULT_TILE)
         _, syms, _ = net.vq(y, torch.tensor([S]))                 # (S, 1, G, h, w)
         for s in range(S):
-            counts[s] += np.bincount(syms[s].reshape(-1).numpy(), minlength=K)
+            for g in range(G):
+                counts[s, g] += np.bincount(syms[s, 0, g].reshape(-1).numpy(), minlength=K)
         n_pos += syms[0].numel()
         for q in range(1, S + 1):  # real files: payload bits at each stage count
             res = pipeline.encode(rgb, quality=q, model=lm)
@@ -52,12 +54,16 @@ def vq_usage(paths, model="vq-residual") -> dict:
     stages = []
     prev = 0.0
     for s in range(S):
-        p = counts[s] / counts[s].sum()
-        h = float(-(p[p > 0] * np.log2(p[p > 0])).sum())
+        pooled = counts[s].sum(0) / counts[s].sum()
+        h_pooled = float(-(pooled[pooled > 0] * np.log2(pooled[pooled > 0])).sum())
+        p = counts[s] / counts[s].sum(1, keepdims=True)                  # (G, K)
+        h = float(np.mean([-(pg[pg > 0] * np.log2(pg[pg > 0])).sum() for pg in p]))
         bits_stage = (coded_bits[s] - prev) / n_pos
         prev = coded_bits[s]
         stages.append({"stage": s + 1, "used_share": float((counts[s] > 0).mean()),
-                       "perplexity": float(2 ** h), "raw_bits_per_index": math.log2(K),
+                       "used_share_pooled": float((counts[s].sum(0) > 0).mean()),
+                       "perplexity": float(2 ** h), "perplexity_pooled": float(2 ** h_pooled),
+                       "raw_bits_per_index": math.log2(K),
                        "empirical_entropy_bits": h, "coded_bits_per_index": float(bits_stage)})
     return {"model": lm.model_id, "codebook": K, "groups": G, "stages": stages,
             "indices_per_stage": int(n_pos)}
@@ -94,8 +100,9 @@ def main() -> None:
     v = res["vq"]
     print(f"VQ {v['model']}: K={v['codebook']}, {v['groups']} groups, {v['indices_per_stage']} indices per stage")
     for s in v["stages"]:
-        print(f"  stage {s['stage']}: used {100 * s['used_share']:.1f}% of entries, perplexity "
-              f"{s['perplexity']:.1f}, bits/index raw {s['raw_bits_per_index']:.2f} entropy "
+        print(f"  stage {s['stage']}: used {100 * s['used_share']:.1f}% of entries per group "
+              f"({100 * s['used_share_pooled']:.1f}% pooled), perplexity {s['perplexity']:.1f} per group "
+              f"({s['perplexity_pooled']:.1f} pooled), bits/index raw {s['raw_bits_per_index']:.2f} entropy "
               f"{s['empirical_entropy_bits']:.2f} coded {s['coded_bits_per_index']:.2f}")
     for r in res["binary"]["qualities"]:
         print(f"binary q{r['quality']}: raw {r['raw_bpp']:.4f} bpp, coded {r['coded_bpp']:.4f} bpp "

@@ -29,9 +29,9 @@ class OneHotConfig:
     steps: int = 6000
     batch: int = 256
     lr: float = 1e-3
-    balance: float = 5.0
+    balance: float = 10.0
     sharpness: float = 0.5
-    invariance: float = 1.0
+    invariance: float = 3.0
     adversary: float = 0.0   # > 0: a style critic tries to read the code from the style
     seed: int = 0
 
