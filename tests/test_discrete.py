@@ -145,3 +145,18 @@ def test_vq_prior_refit_matches_counted_frequencies(vq_file, folder_of):
     p = torch.softmax(net.prior_logits, -1)
     assert torch.allclose(p.sum(-1), torch.ones_like(p.sum(-1)))
     assert (net.pmf_int > 0).all()
+
+
+def test_refit_cli_writes_a_model_that_decodes_the_same_pixels(bin_file, folder_of, photo, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import main
+    out = tmp_path / "refit.safetensors"
+    r = CliRunner().invoke(main, ["refit", str(bin_file), str(folder_of), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "context_bits_per_bit" in r.stdout
+    a = codec.encode(photo, quality=3, model=bin_file)
+    b = codec.encode(photo, quality=3, model=out)
+    assert np.array_equal(a.picture.rgb, b.picture.rgb)
+    r = CliRunner().invoke(main, ["refit", str(bin_file), str(folder_of), "-o", str(out)])
+    assert r.exit_code == 1 and "already exists" in r.stderr
