@@ -724,5 +724,17 @@ def refit(model, data, out, context, force):
     click.echo(json.dumps(res))
 
 
+@main.command("eval", context_settings={"ignore_unknown_options": True})
+@click.argument("data", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", default="eval-results", show_default=True, help="Folder for results.json, rd.png, results.md.")
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+@guarded
+def eval_(data, out, extra):
+    """Rate-distortion evaluation on a folder of images (python -m kodak_eval
+    with --data DATA; other options pass through: --models, --no-classical, --limit N ...)."""
+    from kodak_eval.__main__ import main as run
+    sys.exit(run(["--data", data, "--out", out, *extra]))
+
+
 if __name__ == "__main__":
     main()

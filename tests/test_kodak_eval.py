@@ -30,3 +30,22 @@ def test_eval_writes_results_plot_and_table(tmp_path, tiny_model, photo):
     ours = res["codecs"]["aecodec tiny-test"]
     assert ours["exact_decode"] is True and len(ours["bpp"]) == 4
     assert (out / "rd.png").stat().st_size > 0 and "BD-rate" in (out / "results.md").read_text()
+
+
+def test_aecodec_eval_runs_on_a_folder(tiny_model, photo, tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from cli.main import main
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray(photo).save(d / "a.png")
+    r = CliRunner().invoke(main, ["eval", str(d), "--out", str(tmp_path / "res"), "--no-classical",
+                                  "--models", str(tiny_model), "--qualities", "2,6"])
+    assert r.exit_code == 0, r.output
+    import json
+    res = json.loads((tmp_path / "res" / "results.json").read_text())
+    (name, c), = res["codecs"].items()
+    assert c["exact_decode"] and len(c["bpp"]) == 2 and c["bpp"][0] < c["bpp"][1]
+    r = CliRunner().invoke(main, ["eval", str(tmp_path / "missing")])
+    assert r.exit_code == 2
