@@ -697,7 +697,7 @@ def anomaly_score(inputs, detector, map_dir, as_json, force):
 @click.argument("data", nargs=-1, required=True)
 @click.option("-o", "--output", "out", required=True, help="Weights file to write (.safetensors).")
 @click.option("--context/--no-context", default=True, show_default=True,
-              help="binary: add the checkerboard context model.")
+              help="Add (and fit) the checkerboard context model.")
 @click.option("-f", "--force", is_flag=True)
 @guarded
 def refit(model, data, out, context, force):
@@ -712,6 +712,9 @@ def refit(model, data, out, context, force):
     net = lm.net
     if lm.config.arch == "vq":
         res = rf.refit_vq_prior(net, list(data))
+        if context or lm.config.context:
+            net = rf.with_context(net) if not lm.config.context else net
+            res.update(rf.fit_vq_context(net, list(data)))
     elif lm.config.arch == "binary":
         net = rf.with_context(net) if context and not lm.config.context else net
         if not net.cfg.context:

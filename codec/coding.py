@@ -130,3 +130,38 @@ def decode_bernoulli_two_pass(data: bytes, p_first: np.ndarray, p_second_of) -> 
     except Exception as exc:
         raise CodingError(f"corrupt entropy-coded stream ({exc})") from None
     return first, second
+
+
+def encode_rows_then_categorical(rows: list[np.ndarray], pmfs: list[np.ndarray], symbols: np.ndarray,
+                                 probs: np.ndarray) -> bytes:
+    """One stream: groups of symbols under shared pmfs (as
+    :func:`encode_categorical_rows`), then ``symbols[i]`` under its own row
+    ``probs[i]``, which the decoder may compute from the first part (a
+    checkerboard context model)."""
+    coder = _stream.stack.AnsCoder()
+    if len(symbols):  # a stack: what is encoded first is decoded last
+        coder.encode_reverse(np.ascontiguousarray(symbols, dtype=np.int32), _model.Categorical(perfect=False),
+                             np.ascontiguousarray(probs, dtype=np.float64))
+    for sym, pmf in reversed(list(zip(rows, pmfs))):
+        model = _model.Categorical(np.asarray(pmf, dtype=np.float64), perfect=False)
+        coder.encode_reverse(np.ascontiguousarray(sym, dtype=np.int32), model)
+    return _finish(coder)
+
+
+def decode_rows_then_categorical(data: bytes, counts: list[int], pmfs: list[np.ndarray], probs_of):
+    """Inverse of :func:`encode_rows_then_categorical`; ``probs_of(rows)``
+    gives the second part's probability rows. -> (rows, symbols)."""
+    coder = _stream.stack.AnsCoder(_words(data))
+    try:
+        rows = []
+        for n, pmf in zip(counts, pmfs):
+            model = _model.Categorical(np.asarray(pmf, dtype=np.float64), perfect=False)
+            rows.append(np.asarray(coder.decode(model, n), dtype=np.int32))
+        probs = np.ascontiguousarray(probs_of(rows), dtype=np.float64)
+        symbols = (np.asarray(coder.decode(_model.Categorical(perfect=False), probs), dtype=np.int32)
+                   if len(probs) else np.zeros(0, np.int32))
+    except CodingError:
+        raise
+    except Exception as exc:
+        raise CodingError(f"corrupt entropy-coded stream ({exc})") from None
+    return rows, symbols

@@ -221,9 +221,16 @@ class VQCodec(TransformCodec):
     """VQ-VAE codec: g_a -> residual VQ (quantizers.ResidualVQ) -> g_s.
 
     Quality n (1..S, rounded) uses the first n stages. The indices are coded
-    by constriction under a learned factorized categorical prior, one pmf per
-    (stage, group), trained by the rate term and frozen to an integer table
-    (``pmf_int``, counts out of 2^16) before coding.
+    by constriction under a factorized categorical prior, one pmf per
+    (stage, group), frozen to an integer table (``pmf_int``, counts out of
+    2^16) before coding. With ``cfg.context`` a checkerboard context model
+    codes the anchors ((i + j) even) under that prior and every other index
+    under a copy mixture (a neighbour often repeats in smooth regions)::
+
+        p(i) = (1 - a[s, g]) * pmf[s, g](i) + a[s, g] * (anchor neighbours equal to i) / (their number)
+
+    ``a`` (``copy_int``, out of 2^16) is fitted by EM on training images
+    (training/refit.py). Training itself uses the factorized prior.
     """
 
     latent_kind = "vq"
@@ -235,6 +242,8 @@ class VQCodec(TransformCodec):
         self.groups = cfg.M // cfg.vq_dim
         self.prior_logits = nn.Parameter(torch.zeros(cfg.levels, self.groups, cfg.codebook))
         self.register_buffer("pmf_int", torch.ones(cfg.levels, self.groups, cfg.codebook, dtype=torch.int32))
+        if cfg.context:
+            self.register_buffer("copy_int", torch.zeros(cfg.levels, self.groups, dtype=torch.int32))
 
     def stages(self, quality) -> torch.Tensor:
         q = torch.as_tensor(quality, dtype=torch.float32)
@@ -260,6 +269,22 @@ class VQCodec(TransformCodec):
         pmf = self.pmf_int.double()
         return [(pmf[s, g] / pmf[s, g].sum()).numpy() for s in range(n) for g in range(self.groups)]
 
+    def copy_probs(self, grid: np.ndarray, s: int, g: int, rest: np.ndarray) -> np.ndarray:
+        """Probability rows (n_rest, K) of the non-anchor indices of stage s,
+        group g, from the anchors' indices in ``grid`` (h, w)."""
+        pf = self._pmfs(s + 1)[s * self.groups + g]
+        a = float(self.copy_int[s, g]) / 65536.0
+        rr, cc = np.nonzero(rest)
+        counts = np.zeros((len(rr), self.cfg.codebook))
+        m = np.zeros(len(rr))
+        h, w = grid.shape
+        for dh, dw in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            r2, c2 = rr + dh, cc + dw
+            ok = (r2 >= 0) & (r2 < h) & (c2 >= 0) & (c2 < w)
+            np.add.at(counts, (np.nonzero(ok)[0], grid[r2[ok], c2[ok]]), 1.0)
+            m += ok
+        return (1 - a) * pf[None, :] + a * counts / np.maximum(m, 1)[:, None]
+
     def code_side(self, y, quality):
         return b"", {"y": y, "n": int(self.stages(quality))}
 
@@ -268,8 +293,18 @@ class VQCodec(TransformCodec):
         n = state["n"]
         yt = state["y"][y_slice(r)]
         _, syms, _ = self.vq(yt, torch.tensor([n]))
-        rows = [syms[s, 0, g].reshape(-1).numpy() for s in range(n) for g in range(self.groups)]
-        return coding.encode_categorical_rows(rows, self._pmfs(n)), self.vq.lookup(syms[:n], n)
+        y_hat = self.vq.lookup(syms[:n], n)
+        if not self.cfg.context:
+            rows = [syms[s, 0, g].reshape(-1).numpy() for s in range(n) for g in range(self.groups)]
+            return coding.encode_categorical_rows(rows, self._pmfs(n)), y_hat
+        h, w = syms.shape[-2:]
+        anchor = checkerboard(h, w).numpy()
+        grids = [syms[s, 0, g].numpy() for s in range(n) for g in range(self.groups)]
+        rows = [gr[anchor] for gr in grids]
+        rest_syms = np.concatenate([gr[~anchor] for gr in grids])
+        probs = np.concatenate([self.copy_probs(gr, i // self.groups, i % self.groups, ~anchor)
+                                for i, gr in enumerate(grids)])
+        return coding.encode_rows_then_categorical(rows, self._pmfs(n), rest_syms, probs), y_hat
 
     def decode_side(self, data, hp, wp, quality):
         if data:
@@ -280,8 +315,23 @@ class VQCodec(TransformCodec):
         from . import coding
         n = state["n"]
         h, w = r[2] // 16, r[3] // 16
-        rows = coding.decode_categorical_rows(data, [h * w] * (n * self.groups), self._pmfs(n))
-        syms = torch.from_numpy(np.stack(rows).astype(np.int64)).view(n, 1, self.groups, h, w)
+        if not self.cfg.context:
+            rows = coding.decode_categorical_rows(data, [h * w] * (n * self.groups), self._pmfs(n))
+            syms = torch.from_numpy(np.stack(rows).astype(np.int64)).view(n, 1, self.groups, h, w)
+            return self.vq.lookup(syms, n)
+        anchor = checkerboard(h, w).numpy()
+        grids = np.zeros((n * self.groups, h, w), np.int64)
+        k = int(anchor.sum())
+
+        def probs_of(rows):
+            for i, row in enumerate(rows):
+                grids[i][anchor] = row
+            return np.concatenate([self.copy_probs(gr, i // self.groups, i % self.groups, ~anchor)
+                                   for i, gr in enumerate(grids)])
+
+        _, rest = coding.decode_rows_then_categorical(data, [k] * (n * self.groups), self._pmfs(n), probs_of)
+        grids[:, ~anchor] = rest.reshape(n * self.groups, -1)
+        syms = torch.from_numpy(grids).view(n, 1, self.groups, h, w)
         return self.vq.lookup(syms, n)
 
 

@@ -160,3 +160,37 @@ def test_refit_cli_writes_a_model_that_decodes_the_same_pixels(bin_file, folder_
     assert np.array_equal(a.picture.rgb, b.picture.rgb)
     r = CliRunner().invoke(main, ["refit", str(bin_file), str(folder_of), "-o", str(out)])
     assert r.exit_code == 1 and "already exists" in r.stderr
+
+
+def test_vq_context_model_round_trips_exactly_and_saves_bits_on_repeats(vq_file, folder_of, photo, tmp_path):
+    from codec.training.refit import fit_vq_context, refit_vq_prior, with_context
+    base = weights.load(vq_file).net
+    refit_vq_prior(base, [folder_of])
+    flat = weights.save(base, tmp_path / "flat.safetensors", "vq-flat")
+    net = with_context(base)
+    res = fit_vq_context(net, [folder_of])
+    assert res["context_bits_per_index"] <= res["factorized_bits_per_index"] + 1e-9
+    ctx = weights.save(net, tmp_path / "ctx.safetensors", "vq-ctx")
+    for tile in (0, 64):
+        a = codec.encode(photo, quality=3, model=ctx, tile=tile)
+        assert np.array_equal(codec.decode(a.data, model=ctx).rgb, a.picture.rgb)
+    b = codec.encode(photo, quality=3, model=flat, tile=0)
+    a = codec.encode(photo, quality=3, model=ctx, tile=0)
+    assert np.array_equal(a.picture.rgb, b.picture.rgb)  # same indices, other prior
+
+
+def test_vq_copy_probabilities_are_distributions(vq_file):
+    from codec.training.refit import with_context
+    net = with_context(weights.load(vq_file).net)
+    net.copy_int.fill_(20000)
+    from codec.models import checkerboard
+    grid = np.random.default_rng(0).integers(0, 16, (5, 7))
+    rest = ~checkerboard(5, 7).numpy()
+    p = net.copy_probs(grid, 1, 2, rest)
+    assert p.shape == (int(rest.sum()), 16) and np.allclose(p.sum(1), 1) and (p > 0).all()
+    # an index that all four neighbours share gets at least the copy weight
+    r, c = 2, 3  # a non-anchor inside the grid
+    grid[1, 3] = grid[3, 3] = grid[2, 2] = grid[2, 4] = 7
+    p = net.copy_probs(grid, 1, 2, rest)
+    row = list(zip(*np.nonzero(rest))).index((r, c))
+    assert p[row, 7] >= 20000 / 65536

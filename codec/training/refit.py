@@ -79,14 +79,55 @@ def fit_binary_context(net: BinaryCodec, folders, smoothing: float = 0.5) -> dic
             "factorized_bits_per_bit": anchor_bits}
 
 
-def with_context(net: BinaryCodec) -> BinaryCodec:
-    """A copy of a factorized binary model with a context model added."""
+@torch.no_grad()
+def fit_vq_context(net: VQCodec, folders, iterations: int = 30) -> dict:
+    """EM for each (stage, group)'s copy weight a of the checkerboard
+    context model (models.VQCodec), with the factorized pmfs as they are.
+    -> mean bits per non-anchor index under the factorized prior and under
+    the context model, on the training images."""
+    import numpy as np
+    if not net.cfg.context:
+        raise ValueError("the VQ model was built without a context model (cfg.context)")
+    S, G = net.cfg.levels, net.groups
+    pf_all, q_all = [[[] for _ in range(G)] for _ in range(S)], [[[] for _ in range(G)] for _ in range(S)]
+    for y in _latents(net, folders):
+        _, syms, _ = net.vq(y, torch.tensor([S]))
+        h, w = syms.shape[-2:]
+        rest = ~checkerboard(h, w).numpy()
+        net.copy_int.fill_(65536)  # a = 1: copy_probs gives the neighbour frequencies alone
+        for s in range(S):
+            pmf = net._pmfs(s + 1)
+            for g in range(G):
+                grid = syms[s, 0, g].numpy()
+                sym = grid[rest]
+                q = net.copy_probs(grid, s, g, rest)[np.arange(len(sym)), sym]
+                pf_all[s][g].append(pmf[s * G + g][sym])
+                q_all[s][g].append(q)
+    before = after = count = 0.0
+    for s in range(S):
+        for g in range(G):
+            pf, q = np.concatenate(pf_all[s][g]), np.concatenate(q_all[s][g])
+            a = 0.5
+            for _ in range(iterations):
+                a = float(np.mean(a * q / ((1 - a) * pf + a * q)))
+            a = min(max(a, 1 / 65536), 1 - 1 / 65536)
+            net.copy_int[s, g] = int(round(a * 65536))
+            before += float(-np.log2(pf).sum())
+            after += float(-np.log2((1 - a) * pf + a * q).sum())
+            count += len(pf)
+    return {"factorized_bits_per_index": before / count, "context_bits_per_index": after / count}
+
+
+def with_context(net):
+    """A copy of a factorized binary or VQ model with its context model added."""
     from dataclasses import replace
 
     from ..models import build
     new = build(replace(net.cfg, context=True))
     state = {k: v for k, v in net.state_dict().items()}
-    state["p_ctx_int"] = new.p_ctx_int
+    for name in ("p_ctx_int", "copy_int"):
+        if hasattr(new, name):
+            state[name] = getattr(new, name)
     new.load_state_dict(state)
     return new.eval()
 
