@@ -13,8 +13,49 @@ from pathlib import Path
 from codec import weights
 
 
+HEAD_FIGURES = {
+    "restore": ("benchmarks/results/denoise.json, benchmarks/results/inpaint.json",
+                "U-Net of the backbone's residual blocks (codec/heads/restore.py); input: image x known-mask, "
+                "mask, noise level; output: input + residual"),
+    "vae": ("benchmarks/results/vae.json, benchmarks/results/embeddings.json",
+            "the backbone's g_a (Gaussian posterior) and g_s (discretized-logistic likelihood), "
+            "codec/heads/vae.py"),
+}
+
+
+def head_card(path: Path, md: dict) -> None:
+    from codec.heads.store import load_head
+    from codec.training.heads import heads
+    kind = md["kind"]
+    cfg_cls, net_cls, _ = heads()[kind]
+    net = load_head(path, kind, cfg_cls, net_cls)
+    meta = net.meta
+    n_params = sum(p.numel() for p in net.parameters())
+    figures, what = HEAD_FIGURES[kind]
+    lines = [f"# {path.stem} (head: {kind})", "",
+             f"- what: {what}",
+             f"- config: `{md['config']}`, {n_params / 1e6:.2f} M parameters; file {path.stat().st_size / 1e6:.1f} MB (fp16)",
+             f"- trained on: {', '.join(meta.get('train_data') or [])} (training split; Kodak never used), "
+             f"random {meta.get('crop')}px crops, batch {meta.get('batch')}",
+             f"- steps: {meta.get('steps')}, Adam lr {meta.get('lr')}"
+             + (f" (x{meta['decay_factor']} from step {meta['decay_at']})"
+                if (meta.get("decay_at") or 10**9) < meta.get("steps", 0) else "")
+             + f", wall time {meta.get('train_hours')} h "
+             f"on {meta.get('hardware') or 'unknown hardware'}",
+             f"- how: `aecodec train-head {kind}` (codec/training/heads.py)",
+             f"- measured: {figures} (see the README)", ""]
+    out = path.with_suffix(".md")
+    out.write_text("\n".join(lines) + "\n")
+    print(out.read_text())
+
+
 def main() -> None:
     path = Path(sys.argv[1])
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as fh:
+        md = fh.metadata() or {}
+    if "kind" in md:
+        return head_card(path, md)
     res_path = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("kodak_eval/results/results.json")
     lm = weights.load(path)
     cfg, meta = lm.config, lm.meta

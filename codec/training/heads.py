@@ -132,7 +132,8 @@ def export_head(ckpt_path, out_path, kind: str, hardware: str = "") -> dict:
     cfg_file = ckpt_path.parent / "config.json"
     tc = json.loads(cfg_file.read_text()) if cfg_file.exists() else {}
     meta = {"steps": int(st["step"]), "train_data": tc.get("data"), "crop": tc.get("crop"),
-            "batch": tc.get("batch"), "lr": tc.get("lr"), "train_hours": wall_hours(ckpt_path.parent / "log.csv"),
+            "batch": tc.get("batch"), "lr": tc.get("lr"), "decay_at": tc.get("decay_at"),
+            "decay_factor": tc.get("decay_factor"), "train_hours": wall_hours(ckpt_path.parent / "log.csv"),
             "hardware": hardware, "checkpoint": ckpt_path.name}
     save_head(net.eval(), out_path, kind, meta)
     return meta
