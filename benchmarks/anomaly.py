@@ -31,19 +31,10 @@ from sklearn.metrics import roc_auc_score
 
 from codec.heads import anomaly
 
+from inpaint import crops  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFECTS = ("paste", "blur", "noise", "colour", "scratch")
-
-
-def crops(paths, size=256, per_image=2):
-    out = []
-    for p in paths:
-        a = np.asarray(Image.open(p).convert("RGB"))
-        h, w = a.shape[:2]
-        for k in range(per_image):
-            left = (w - size) * (k + 1) // (per_image + 1)
-            out.append(a[(h - size) // 2:(h - size) // 2 + size, left:left + size].copy())
-    return out
 
 
 def add_defect(img, kind, rng, donors):

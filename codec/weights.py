@@ -62,6 +62,12 @@ def save(model: torch.nn.Module, path, model_id: str, meta: dict | None = None) 
         tensors[name] = t
     metadata = {"config": model.cfg.to_json(), "model_id": model_id,
                 "meta": json.dumps(meta or {}, sort_keys=True)}
+    return write_safetensors(tensors, path, metadata)
+
+
+def write_safetensors(tensors: dict, path, metadata: dict) -> Path:
+    """Write a safetensors file atomically (temporary file, then rename)."""
+    path = Path(path)
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.chmod(0o644)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..registry import WEIGHTS_DIR
 
@@ -29,11 +29,8 @@ def save_head(net: torch.nn.Module, path, kind: str, meta: dict | None = None) -
                for k, v in net.state_dict().items()}
     metadata = {"kind": kind, "config": json.dumps(asdict(net.cfg)),
                 "meta": json.dumps(meta or {}, sort_keys=True)}
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.chmod(0o644)
-    tmp.replace(path)
-    return path
+    from ..weights import write_safetensors
+    return write_safetensors(tensors, path, metadata)
 
 
 def load_head(path, kind: str, cls_config, cls_net) -> torch.nn.Module:
