@@ -68,8 +68,10 @@ def main() -> None:
              f"- weights hash (in every .aec header): `{lm.weights_hash.hex()}`",
              f"- trained on: {', '.join(meta.get('train_data', []))} (training split: every 20th image held out "
              f"for validation; Kodak never used), random {meta.get('crop')}px crops, batch {meta.get('batch')}",
-             f"- steps: {meta.get('steps')}, Adam lr {meta.get('lr')}"
-             + (f" (x{meta.get('decay_factor', 0.1)} from step {meta['decay_at']})" if meta.get("decay_at", 10**9) < 10**9 else "")
+             f"- steps: {meta.get('steps')}, Adam "
+             + (meta["schedule"] if meta.get("schedule") else f"lr {meta.get('lr')}"
+                + (f" (x{meta.get('decay_factor', 0.1)} from step {meta['decay_at']})"
+                   if meta.get("decay_at", 10**9) < 10**9 else ""))
              + ", "
              f"wall time {meta.get('train_hours')} h on {meta.get('hardware') or 'unknown hardware'}",
              "- how: `aecodec train` (codec/training/loop.py): every sample of a batch draws its own quality "
