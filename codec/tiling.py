@@ -136,7 +136,21 @@ def encode(net, rgb: np.ndarray, quality: float, tile: int, device=None):
 
 def _synthesize(net, y_in, shape, tile, only=None):
     """g_s tile by tile (with context) -> (Hp, Wp, 3) uint8; ``only``: the
-    indexes of the tiles to produce (others stay zero)."""
+    indexes of the tiles to produce (others stay zero).
+
+    g_s runs on one thread: oneDNN's float32 convolutions may sum in another
+    order with more threads, which moves a pixel across a rounding boundary
+    now and then, and the decoder must reproduce the encoder's pixels on any
+    thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _synthesize_tiles(net, y_in, shape, tile, only)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _synthesize_tiles(net, y_in, shape, tile, only):
     hp, wp = shape[:2]
     g_s = net._fast("g_s")
     out = np.zeros((hp, wp, 3), np.uint8)

@@ -30,7 +30,8 @@ def test_local_noise_raises_the_error_where_it_was_added(photo):
     bad = bad.clip(0, 255).astype(np.uint8)
     e0, e1 = anomaly.maps(photo)["error"], anomaly.maps(bad)["error"]
     assert e1[16:48, 16:48].mean() > 2 * e0[16:48, 16:48].mean()
-    assert abs(e1[64:, 64:].mean() - e0[64:, 64:].mean()) < 0.3 * e0[64:, 64:].mean()
+    # the change is local: far smaller away from the patch than on it
+    assert abs(e1[64:, 64:].mean() - e0[64:, 64:].mean()) < 0.1 * (e1[16:48, 16:48].mean() - e0[16:48, 16:48].mean())
     assert anomaly.score(bad, "error")[0] > anomaly.score(photo, "error")[0]
 
 
