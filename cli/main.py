@@ -575,13 +575,22 @@ def inpaint(image, mask, out, weights, force):
     """Fill the masked region of an image (masked-autoencoder training)."""
     from codec.heads.restore import inpaint as run
     src = Path(image)
-    for p in (src, Path(mask)):
-        if not p.exists():
-            raise Failure(f"{p}: no such file")
+    _require_files(src, mask)
     dst = Path(out) if out else src.with_suffix(".inpainted.png")
     pic = run(src, mask, weights=weights)
     _write_image(pic.to_pil(), dst, force)
     click.echo(f"{src} -> {dst}: {pic.width}x{pic.height}")
+
+
+def _check_vae_size(size: int) -> None:
+    if size < 16 or size % 16 or size > 1024:
+        raise click.BadParameter("must be a multiple of 16 between 16 and 1024", param_hint="--size")
+
+
+def _require_files(*paths) -> None:
+    for p in paths:
+        if not Path(p).exists():
+            raise Failure(f"{p}: no such file")
 
 
 @main.command()
@@ -598,8 +607,7 @@ def sample(count, seed, size, temperature, out, weights, force):
     from codec.heads.vae import sample_grid
     if not 1 <= count <= 1024:
         raise click.BadParameter("must be between 1 and 1024", param_hint="-n")
-    if size < 16 or size % 16 or size > 1024:
-        raise click.BadParameter("must be a multiple of 16 between 16 and 1024", param_hint="--size")
+    _check_vae_size(size)
     dst = _write_image(sample_grid(count, seed, size, temperature, weights), Path(out), force)
     click.echo(f"{count} samples ({size}x{size}, seed {seed}) -> {dst}")
 
@@ -616,13 +624,10 @@ def sample(count, seed, size, temperature, out, weights, force):
 def interpolate(a, b, steps, size, out, weights, force):
     """Walk the VAE's latent line from image A to image B (a strip)."""
     from codec.heads.vae import interpolate as run
-    for p in (a, b):
-        if not Path(p).exists():
-            raise Failure(f"{p}: no such file")
+    _require_files(a, b)
     if not 2 <= steps <= 64:
         raise click.BadParameter("must be between 2 and 64", param_hint="--steps")
-    if size < 16 or size % 16 or size > 1024:
-        raise click.BadParameter("must be a multiple of 16 between 16 and 1024", param_hint="--size")
+    _check_vae_size(size)
     dst = _write_image(run(a, b, steps, size, weights), Path(out), force)
     click.echo(f"{a} -> {b}: {steps} steps -> {dst}")
 
