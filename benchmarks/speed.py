@@ -40,9 +40,9 @@ def _best(fn, repeat):
     return best, out
 
 
-def bench_aecodec(lm, img, repeat, quality=4.0):
+def bench_aecodec(lm, img, repeat, quality=4.0, precision="fp32"):
     net = lm.net
-    enc_s, res = _best(lambda: pipeline.encode(img, quality, lm), repeat)
+    enc_s, res = _best(lambda: pipeline.encode(img, quality, lm, precision=precision), repeat)
     dec_s, _ = _best(lambda: pipeline.decode(res.data, lm), repeat)
     # decode, split by stage
     from codec.container import unpack
@@ -56,7 +56,7 @@ def bench_aecodec(lm, img, repeat, quality=4.0):
         t["h_s"], (scales, means) = _best(lambda: lat._params64(z_hat, g["z_inv"]), repeat)
         t["y_decode"], y_hat = _best(lambda: lat.y.decompress(streams[1], scales, means), repeat)
         y_in = (y_hat * g["y_inv"].double()).float()
-        t["g_s"], _ = _best(lambda: tiling._synthesize(net, y_in, (hp, wp), 0), repeat)
+        t["g_s"], _ = _best(lambda: tiling._synthesize(net, y_in, (hp, wp), 0, precision=precision), repeat)
     return {"encode_s": enc_s, "decode_s": dec_s, "entropy_decode_s": t["z_decode"] + t["y_decode"],
             "transform_decode_s": t["h_s"] + t["g_s"], "bpp": res.bpp, "psnr": res.psnr}
 
@@ -132,14 +132,17 @@ def main() -> None:
     lm = pipeline.load_model(a.model)
     paths = [Path(p) for p in a.images.split(",") if p] or DEFAULT_IMAGES
     paths = [sorted(p.glob("*.png"))[0] if p.is_dir() else p for p in paths]
+    # the synthesis arithmetic: fp32 always, bf16 where the CPU has it natively
+    precisions = ["fp32"] + (["bf16"] if tiling.default_precision() == "bf16" else [])
     rows = []
     for path in paths:
         img = np.asarray(Image.open(path).convert("RGB"))
         mp = img.shape[0] * img.shape[1] / 1e6
         for threads in [int(t) for t in a.threads.split(",")]:
             torch.set_num_threads(threads)
-            entries = {f"aecodec {lm.model_id}": bench_aecodec(lm, img, a.repeat),
-                       f"compressai MeanScaleHyperprior({lm.config.N},{lm.config.M}) reference":
+            entries = {f"aecodec {lm.model_id} {p}": bench_aecodec(lm, img, a.repeat, precision=p)
+                       for p in precisions}
+            entries |= {f"compressai MeanScaleHyperprior({lm.config.N},{lm.config.M}) reference":
                            bench_compressai(lm.config, img, a.repeat)}
             entries.update(bench_pillow(img, a.repeat))
             for name, r in entries.items():
@@ -152,6 +155,17 @@ def main() -> None:
         tra = f"{r['transform_decode_s']:.3f}" if "transform_decode_s" in r else ""
         print(f"{r['codec'][:58]:58} {r['image'][:14]:14} {r['threads']:>3} {r['encode_mp_s']:>9.3f} "
               f"{r['decode_mp_s']:>9.3f} {r['decode_s']:>7.3f} {ent:>9} {tra:>8}")
+    ratios = []
+    for r in rows:
+        ref = [c for c in rows if c["codec"].startswith("compressai") and c["image"] == r["image"]
+               and c["threads"] == r["threads"]]
+        if r["codec"].startswith("aecodec") and ref:
+            ratios.append({"codec": r["codec"], "image": r["image"], "threads": r["threads"],
+                           "decode_speed_vs_compressai": ref[0]["decode_s"] / r["decode_s"],
+                           "encode_speed_vs_compressai": ref[0]["encode_s"] / r["encode_s"]})
+            print(f"{r['codec']} on {r['image']}, {r['threads']} thread(s): decode "
+                  f"{ratios[-1]['decode_speed_vs_compressai']:.2f}x, encode "
+                  f"{ratios[-1]['encode_speed_vs_compressai']:.2f}x the speed of compressai's reference")
     batch = []
     if a.throughput:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -162,7 +176,8 @@ def main() -> None:
     out = Path(a.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": f"{platform.machine()}, {torch.get_num_threads()} threads max",
-                               "torch": torch.__version__, "rows": rows, "throughput": batch}, indent=1))
+                               "torch": torch.__version__, "rows": rows, "vs_compressai": ratios,
+                               "throughput": batch}, indent=1))
 
 
 if __name__ == "__main__":

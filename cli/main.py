@@ -167,7 +167,8 @@ def _compress_one(src, dst, opts):
     if dst.exists() and not opts["force"]:
         raise Failure(f"{dst} already exists; pass -f/--force to overwrite it")
     t0 = time.perf_counter()
-    kw = dict(model=opts["model"], max_pixels=opts["limit"], tile=opts["tile"], device=opts["device"])
+    kw = dict(model=opts["model"], max_pixels=opts["limit"], tile=opts["tile"], device=opts["device"],
+              precision=opts["precision"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         if opts.get("denoise") is not None:
@@ -245,9 +246,11 @@ def _write_image(im, dst: Path, force: bool) -> Path:
               help="With --denoise: noise std on the 0-255 scale, or 'auto'.")
 @click.option("--device", default="cpu", show_default=True,
               help="Run the analysis transform on cpu or cuda (decoding is always exact on CPU).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="Synthesis arithmetic, recorded in the file (auto: bf16 where the CPU does it natively).")
 @guarded
 def compress(inputs, out, quality, target_bpp, target_psnr, model, force, as_json, max_pixels, tile,
-             workers, denoise_, sigma, device):
+             workers, denoise_, sigma, device, precision):
     """Compress images to .aec files."""
     from codec import container
 
@@ -261,7 +264,7 @@ def compress(inputs, out, quality, target_bpp, target_psnr, model, force, as_jso
     outs = _outputs(files, many, out, ".aec")
     opts = dict(force=force, model=model, limit=limit, tile=tile, quality=quality, json=as_json,
                 target_bpp=target_bpp, target_psnr=target_psnr, denoise=_sigma(sigma) if denoise_ else None,
-                device=device)
+                device=device, precision=None if precision == "auto" else precision)
     work = functools.partial(_compress_one, opts=opts)
     _run_all(list(zip(files, outs)), work, many, workers)
 
@@ -326,7 +329,7 @@ def info(file, as_json):
         click.echo(json.dumps(d))
         return
     for k in ("file", "version", "width", "height", "mode", "bit_depth", "latent_kind", "model",
-              "weights", "quality", "bytes", "header_bytes", "stream_lengths", "bpp", "checksum_ok"):
+              "weights", "quality", "precision", "bytes", "header_bytes", "stream_lengths", "bpp", "checksum_ok"):
         v = d[k]
         click.echo(f"{k:>14}: {round(v, 4) if isinstance(v, float) else v}")
     if not intact:

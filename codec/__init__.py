@@ -25,22 +25,28 @@ __all__ = ["compress", "decompress", "encode", "decode", "read_header", "load_mo
 __version__ = "0.1.0"
 
 
-def compress(image, quality: float = 4, model=None, max_pixels=DEFAULT_MAX_PIXELS, device=None) -> bytes:
+def compress(image, quality: float = 4, model=None, max_pixels=DEFAULT_MAX_PIXELS, device=None,
+             precision=None) -> bytes:
     """Image (path, bytes, PIL image or uint8/uint16 array) -> .aec bytes.
 
     ``quality`` runs from 1 (smallest file) to 8 (best); fractional values
     are allowed by the variable-rate default model. ``device="cuda"`` runs
-    the analysis transform on the GPU (decoding stays exact on the CPU)."""
+    the analysis transform on the GPU (decoding stays exact on the CPU).
+    ``precision`` "fp32" or "bf16": the synthesis arithmetic every decoder
+    of the file will use; None picks bf16 where the CPU has it natively."""
     from .pipeline import encode as _encode
-    return _encode(image, quality=quality, model=model, max_pixels=max_pixels, device=device).data
+    return _encode(image, quality=quality, model=model, max_pixels=max_pixels, device=device,
+                   precision=precision).data
 
 
-def encode(image, quality: float = 4, model=None, max_pixels=DEFAULT_MAX_PIXELS, tile: int = 1024, device=None):
+def encode(image, quality: float = 4, model=None, max_pixels=DEFAULT_MAX_PIXELS, tile: int = 1024, device=None,
+           precision=None):
     """Like :func:`compress` but returns an ``EncodeResult`` with the exact
     decoded picture, its PSNR and the bpp. ``tile``: tile side in pixels
     (a multiple of 64; 0 codes the whole image at once)."""
     from .pipeline import encode as _encode
-    return _encode(image, quality=quality, model=model, max_pixels=max_pixels, tile=tile, device=device)
+    return _encode(image, quality=quality, model=model, max_pixels=max_pixels, tile=tile, device=device,
+                   precision=precision)
 
 
 def decompress(data: bytes, model=None, max_pixels=DEFAULT_MAX_PIXELS):

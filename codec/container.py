@@ -8,7 +8,7 @@ Layout, little-endian::
     latent_kind  B    0 scalar, 1 vq, 2 binary
     mode         B    0 RGB, 1 L, 2 RGBA, 3 LA
     bit_depth    B    bits per sample of the original image (8 or 16)
-    flags        B    reserved, 0
+    flags        B    bit 0: synthesis ran in bfloat16 (else float32); others 0
     width        I
     height       I
     quality      f    rate parameter the model was run at (float32)
@@ -36,6 +36,9 @@ MODES = ("RGB", "L", "RGBA", "LA")
 #: Decoders refuse images above this many pixels unless told otherwise.
 DEFAULT_MAX_PIXELS = 100_000_000
 MAX_STREAMS = 65535
+#: flags bit: the synthesis transform ran in bfloat16 (decoders must too)
+FLAG_BF16 = 1
+KNOWN_FLAGS = FLAG_BF16
 
 _FIXED = struct.Struct("<4sBHBBBBIIfH")  # magic .. tile
 _MIN_HEADER = _FIXED.size + 1 + 8 + 4 + 2 + 4 + 4
@@ -61,9 +64,15 @@ class Header:
     flags: int = 0
     tile: int = 0
 
+    @property
+    def precision(self) -> str:
+        """The synthesis arithmetic the encoder used (flags bit 0)."""
+        return "bf16" if self.flags & FLAG_BF16 else "fp32"
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["weights"] = self.weights.hex()
+        d["precision"] = self.precision
         return d
 
 
@@ -138,6 +147,8 @@ def parse_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
     if pos + 4 != header_len or kind >= len(LATENT_KINDS) or mode >= len(MODES) \
             or depth not in (8, 16) or n > MAX_STREAMS or not model:
         raise ContainerError("header is corrupt (bad fields)")
+    if flags & ~KNOWN_FLAGS:
+        raise ContainerError(f"file uses flags {flags:#04x} this aecodec does not know; upgrade aecodec")
     if width < 1 or height < 1:
         raise ContainerError(f"header claims an empty image ({width}x{height})")
     if max_pixels is not None and width * height > max_pixels:

@@ -9,12 +9,21 @@
 * :class:`FrozenGDN` -- GDN / inverse GDN with its reparametrised beta and
   gamma computed once instead of at every call.
 
+* :class:`TwoWay` -- a transform evaluated layer by layer as two halves of
+  each layer's output channels, which two threads compute at once. The
+  split is the same on any thread count (with one thread the halves run one
+  after the other), and each half runs single-threaded, so the pixels do not
+  depend on the number of threads -- only the wall time does.
+
 Encoder and decoder both run these rewritten modules, so decoding stays
 bit-exact; against the training-time modules they differ only by float
 rounding.
 """
 
 from __future__ import annotations
+
+import copy
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -98,6 +107,110 @@ def accelerate(seq: nn.Sequential) -> nn.Sequential:
         elif isinstance(layer, GDN):
             layers.append(FrozenGDN(layer))
         else:
-            import copy
             layers.append(copy.deepcopy(layer))
     return nn.Sequential(*layers).eval().to(memory_format=torch.channels_last)
+
+
+def _halves(n: int) -> list[slice]:
+    return [slice(0, n // 2), slice(n // 2, n)]
+
+
+class _SplitConv:
+    """A (transposed) convolution as two convolutions over halves of its output channels."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        self.layer = layer
+        self.transposed = isinstance(layer, nn.ConvTranspose2d)
+        out_dim = 1 if self.transposed else 0
+        n = layer.weight.shape[out_dim]
+        self.parts = [(layer.weight.detach().narrow(out_dim, s.start, s.stop - s.start).contiguous(),
+                       None if layer.bias is None else layer.bias.detach()[s].contiguous()) for s in _halves(n)]
+
+    def part(self, i: int, x):
+        w, b = self.parts[i]
+        L = self.layer
+        if self.transposed:
+            return F.conv_transpose2d(x, w, b, L.stride, L.padding, L.output_padding, L.groups, L.dilation)
+        return F.conv2d(x, w, b, L.stride, L.padding, L.dilation, L.groups)
+
+    def join(self, parts):
+        return torch.cat(parts, 1)
+
+
+class _SplitSubPixel:
+    def __init__(self, layer: SubPixelConv) -> None:
+        n = layer.weight.shape[0]
+        self.parts = [(layer.weight[s].contiguous(), layer.bias[s].contiguous()) for s in _halves(n)]
+
+    def part(self, i: int, x):
+        w, b = self.parts[i]
+        return F.conv2d(x, w, b, padding=1)
+
+    def join(self, parts):
+        return F.pixel_shuffle(torch.cat(parts, 1), 2)
+
+
+class _SplitGDN:
+    def __init__(self, layer: FrozenGDN) -> None:
+        self.inverse = layer.inverse
+        self.slices = _halves(layer.beta.shape[0])
+        self.parts = [(layer.gamma[s].contiguous(), layer.beta[s].contiguous()) for s in self.slices]
+
+    def part(self, i: int, x):
+        gamma, beta = self.parts[i]
+        norm = F.conv2d(x * x, gamma, beta)
+        norm = norm.sqrt_() if self.inverse else norm.rsqrt_()
+        return norm.mul_(x[:, self.slices[i]])
+
+    def join(self, parts):
+        return torch.cat(parts, 1)
+
+
+def _split(layer: nn.Module):
+    if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+        return _SplitConv(layer)
+    if isinstance(layer, SubPixelConv):
+        return _SplitSubPixel(layer)
+    if isinstance(layer, FrozenGDN):
+        return _SplitGDN(layer)
+    return None
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _single_threaded_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(1, thread_name_prefix="aecodec-half", initializer=_single_threaded_worker)
+    return _POOL
+
+
+class TwoWay:
+    """Runs an accelerated transform as two halves per layer (see the module
+    docstring). Call it on one thread's worth of intra-op parallelism:
+    ``parallel=True`` puts the second half on a worker thread."""
+
+    def __init__(self, seq: nn.Sequential) -> None:
+        self.stages = [(layer, _split(layer)) for layer in seq]
+
+    def __call__(self, x, parallel: bool = False):
+        for layer, split in self.stages:
+            if split is None:
+                x = layer(x)
+            elif parallel:
+                other = _pool().submit(_in_inference, split.part, 1, x)
+                first = split.part(0, x)
+                x = split.join([first, other.result()])
+            else:
+                x = split.join([split.part(0, x), split.part(1, x)])
+        return x
+
+
+def _in_inference(fn, *args):
+    with torch.inference_mode():
+        return fn(*args)

@@ -124,12 +124,21 @@ class TransformCodec(CachedModule):
             self._cache[key] = mod.to(memory_format=torch.channels_last)
         return self._cache[key]
 
-    def _fast(self, name: str) -> nn.Module:
-        """Inference copies of g_a / g_s (fast.py), built on first use."""
-        if name not in self._cache:
+    def _fast(self, name: str, dtype: torch.dtype = torch.float32) -> nn.Module:
+        """Inference copies of g_a / g_s (fast.py) in ``dtype``, built on first use."""
+        key = name if dtype == torch.float32 else f"{name}:{dtype}"
+        if key not in self._cache:
             from .fast import accelerate
-            self._cache[name] = accelerate(getattr(self, name))
-        return self._cache[name]
+            self._cache[key] = accelerate(getattr(self, name)).to(dtype)
+        return self._cache[key]
+
+    def _two_way(self, name: str, dtype: torch.dtype = torch.float32):
+        """``_fast(name, dtype)`` run as two halves per layer (fast.TwoWay)."""
+        key = f"{name}:{dtype}:two-way"
+        if key not in self._cache:
+            from .fast import TwoWay
+            self._cache[key] = TwoWay(self._fast(name, dtype))
+        return self._cache[key]
 
 
 def y_slice(r):

@@ -64,24 +64,28 @@ def _quality(q) -> float:
 
 def encode(image, quality: float = 4, model=None,
            max_pixels: int | None = container.DEFAULT_MAX_PIXELS,
-           tile: int = tiling.DEFAULT_TILE, device=None) -> EncodeResult:
+           tile: int = tiling.DEFAULT_TILE, device=None, precision: str | None = None) -> EncodeResult:
     """Image -> .aec bytes and the exact picture decode() will return.
     ``tile``: tile side in pixels (a multiple of 64; 0 for one tile).
-    ``device``: where the analysis transform runs ("cpu" or "cuda")."""
+    ``device``: where the analysis transform runs ("cpu" or "cuda").
+    ``precision``: synthesis arithmetic, "fp32" or "bf16"; None: bf16 where
+    the CPU does bfloat16 natively (recorded in the file's flags)."""
     if tile < 0 or tile % 64 or tile // 64 > 65535:
         raise ValueError(f"tile must be a multiple of 64 pixels, got {tile}")
+    precision = tiling.check_precision(precision)
     lm = load_model(model)
     pic = io.load(image, max_pixels=max_pixels)
     q = _quality(quality)
     lm.net.check_quality(q)
-    strings, recon = tiling.encode(lm.net, pic.rgb, q, tile, device)
+    strings, recon = tiling.encode(lm.net, pic.rgb, q, tile, device, precision)
     rgb = recon[:pic.height, :pic.width]
     if pic.alpha is not None:
         strings = strings + [io.png_bytes(pic.alpha)]
     header = Header(width=pic.width, height=pic.height, mode=pic.mode, model=lm.model_id,
                     weights=lm.weights_hash, quality=q, latent_kind=lm.net.latent_kind,
                     bit_depth=pic.bit_depth, recon_crc=tiling.crc_rows(rgb),
-                    tile=tile // 64, stream_lengths=[len(b) for b in strings])
+                    tile=tile // 64, stream_lengths=[len(b) for b in strings],
+                    flags=container.FLAG_BF16 if precision == "bf16" else 0)
     data = container.pack(header, strings)
     recon = io.Picture(rgb, pic.alpha, pic.mode)
     if pic.mode in ("L", "LA"):
@@ -129,7 +133,7 @@ def decode(data: bytes, model=None, max_pixels: int | None = container.DEFAULT_M
     latent = streams[:len(streams) - has_alpha]
     try:
         recon = tiling.decode(lm.net, latent, hp, wp, header.quality, header.tile * 64,
-                              header.height, header.width, region=box)
+                              header.height, header.width, region=box, precision=header.precision)
     except tiling.TileError as exc:
         raise DecodeError(str(exc)) from None
     except RuntimeError as exc:
@@ -149,7 +153,8 @@ def decode(data: bytes, model=None, max_pixels: int | None = container.DEFAULT_M
 
 def encode_target(image, target_bpp: float | None = None, target_psnr: float | None = None,
                   model=None, max_pixels: int | None = container.DEFAULT_MAX_PIXELS,
-                  iterations: int = 7, tile: int = tiling.DEFAULT_TILE, device=None) -> EncodeResult:
+                  iterations: int = 7, tile: int = tiling.DEFAULT_TILE, device=None,
+                  precision: str | None = None) -> EncodeResult:
     """Bisect the (continuous) quality for the largest file within
     ``target_bpp``, or the smallest file reaching ``target_psnr``. Rate and
     PSNR grow with quality; if no quality meets the target, the closest end
@@ -164,22 +169,22 @@ def encode_target(image, target_bpp: float | None = None, target_psnr: float | N
         return r.bpp <= target_bpp if target_bpp is not None else r.psnr >= target_psnr
 
     if target_bpp is not None:
-        best = encode(pic, lo, lm, max_pixels, tile, device)
+        best = encode(pic, lo, lm, max_pixels, tile, device, precision)
         if not ok(best):
             return best
-        top = encode(pic, hi, lm, max_pixels, tile, device)
+        top = encode(pic, hi, lm, max_pixels, tile, device, precision)
         if ok(top):
             return top
     else:
-        best = encode(pic, hi, lm, max_pixels, tile, device)
+        best = encode(pic, hi, lm, max_pixels, tile, device, precision)
         if not ok(best):
             return best
-        bottom = encode(pic, lo, lm, max_pixels, tile, device)
+        bottom = encode(pic, lo, lm, max_pixels, tile, device, precision)
         if ok(bottom):
             return bottom
     for _ in range(iterations):
         mid = (lo + hi) / 2
-        r = encode(pic, mid, lm, max_pixels, tile, device)
+        r = encode(pic, mid, lm, max_pixels, tile, device, precision)
         if ok(r):
             best = r
             lo, hi = (mid, hi) if target_bpp is not None else (lo, mid)

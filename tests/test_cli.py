@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -180,3 +181,14 @@ def test_device_cpu_gives_the_same_file_and_missing_cuda_is_one_line(tiny_model,
         assert not (tmp_path / "c.aec").exists()
     r = run("compress", photo_png, "--model", tiny_model, "-o", tmp_path / "d.aec", "--device", "tpu")
     assert r.exit_code == 1 and one_error_line(r)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_precision_is_recorded_and_followed_by_the_decoder(tiny_model, photo_png, tmp_path, precision):
+    f, png = tmp_path / "a.aec", tmp_path / "a.png"
+    assert run("compress", photo_png, "--model", tiny_model, "-o", f, "--precision", precision).exit_code == 0
+    r = run("info", f, "--json")
+    assert json.loads(r.stdout)["precision"] == precision
+    assert run("decompress", f, "--model", tiny_model, "-o", png).exit_code == 0
+    from codec.container import unpack
+    assert zlib.crc32(np.asarray(Image.open(png).convert("RGB")).tobytes()) == unpack(f.read_bytes())[0].recon_crc

@@ -68,6 +68,25 @@ def test_huge_dimensions_refused_before_decoding():
     assert container.parse_header(data, max_pixels=None)[0].width == 10**6
 
 
+def _with_flags(data: bytes, flags: int) -> bytes:
+    hlen = struct.unpack_from("<H", data, 5)[0]
+    b = bytearray(data)
+    b[10] = flags
+    struct.pack_into("<I", b, hlen - 4, zlib.crc32(bytes(b[: hlen - 4])))
+    return bytes(b)
+
+
+def test_flags_carry_the_synthesis_precision():
+    assert container.unpack(sample())[0].precision == "fp32"
+    header, _ = container.unpack(_with_flags(sample(), container.FLAG_BF16))
+    assert header.precision == "bf16" and header.to_dict()["precision"] == "bf16"
+
+
+def test_unknown_flags_refused():
+    with pytest.raises(ContainerError, match="flags 0x82 .*upgrade aecodec"):
+        container.unpack(_with_flags(sample(), 0x82))
+
+
 def test_trailing_bytes_refused():
     with pytest.raises(ContainerError, match="trailing"):
         container.unpack(sample() + b"x")

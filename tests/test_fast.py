@@ -1,6 +1,6 @@
 import torch
 
-from codec.fast import FrozenGDN, SubPixelConv, accelerate
+from codec.fast import FrozenGDN, SubPixelConv, TwoWay, accelerate
 from codec.transforms import analysis, synthesis
 
 
@@ -21,3 +21,18 @@ def test_accelerated_transforms_match_the_training_ones():
         with torch.no_grad():
             assert torch.allclose(accelerate(t)(x), t(x), atol=1e-4)
     assert any(isinstance(m, FrozenGDN) for m in accelerate(synthesis(8, 12)))
+
+
+def test_two_way_split_is_the_same_map_and_the_same_bits_on_one_or_two_threads():
+    torch.manual_seed(0)
+    t = synthesis(8, 12)
+    with torch.no_grad():
+        for p in t.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    for dtype, tol in ((torch.float32, 1e-4), (torch.bfloat16, 5e-2)):
+        fast = accelerate(t).to(dtype)
+        x = torch.randn(1, 12, 5, 7).abs().to(dtype).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            one, two = TwoWay(fast)(x), TwoWay(fast)(x, parallel=True)
+            assert one.shape == (1, 3, 80, 112) and torch.equal(one, two)
+            assert torch.allclose(one.float(), t(x.float()), atol=tol)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import codec
-from codec import io, pipeline
+from codec import container, io, pipeline
 from codec.container import ContainerError
 
 
@@ -64,6 +64,16 @@ def test_target_bpp_is_met(tiny_model, photo):
     assert r.bpp <= target and 1 < r.header.quality < 8
 
 
+def test_precisions_differ_slightly_and_bad_precision_is_refused(tiny_model, photo):
+    a = codec.encode(photo, quality=6, model=tiny_model, precision="fp32")
+    b = codec.encode(photo, quality=6, model=tiny_model, precision="bf16")
+    assert a.data[:10] == b.data[:10] and a.header.flags == 0 and b.header.flags == container.FLAG_BF16
+    diff = np.abs(a.picture.rgb.astype(int) - b.picture.rgb)
+    assert diff.max() <= 8 and abs(a.psnr - b.psnr) < 0.2
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        codec.encode(photo, model=tiny_model, precision="fp16")
+
+
 def test_corrupt_payload_never_decodes_silently(tiny_model, photo):
     data = codec.compress(photo, model=tiny_model)
     bad = bytearray(data)
@@ -82,8 +92,10 @@ DECODE_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_decoding_in_another_process_is_bit_exact(tiny_model, photo, tmp_path, threads):
-    res = codec.encode(photo, quality=6, model=tiny_model)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_decoding_in_another_process_is_bit_exact(tiny_model, photo, tmp_path, threads, precision):
+    res = codec.encode(photo, quality=6, model=tiny_model, precision=precision)
+    assert res.header.precision == precision
     f = tmp_path / "x.aec"
     f.write_bytes(res.data)
     out = subprocess.run([sys.executable, "-c", DECODE_SCRIPT, str(f), str(tiny_model), str(threads)],
