@@ -26,27 +26,29 @@ __version__ = "0.1.0"
 
 
 def compress(image, quality: float = 4, model=None, max_pixels=DEFAULT_MAX_PIXELS, device=None,
-             precision=None) -> bytes:
+             precision=None, effort: int = 0) -> bytes:
     """Image (path, bytes, PIL image or uint8/uint16 array) -> .aec bytes.
 
     ``quality`` runs from 1 (smallest file) to 8 (best); fractional values
     are allowed by the variable-rate default model. ``device="cuda"`` runs
     the analysis transform on the GPU (decoding stays exact on the CPU).
     ``precision`` "fp32" or "bf16": the synthesis arithmetic every decoder
-    of the file will use; None picks bf16 where the CPU has it natively."""
+    of the file will use; None picks bf16 where the CPU has it natively.
+    ``effort``: steps of encoder-side latent refinement (scalar codec):
+    smaller files at the same quality for more encoding time."""
     from .pipeline import encode as _encode
     return _encode(image, quality=quality, model=model, max_pixels=max_pixels, device=device,
-                   precision=precision).data
+                   precision=precision, effort=effort).data
 
 
 def encode(image, quality: float = 4, model=None, max_pixels=DEFAULT_MAX_PIXELS, tile: int = 1024, device=None,
-           precision=None):
+           precision=None, effort: int = 0):
     """Like :func:`compress` but returns an ``EncodeResult`` with the exact
     decoded picture, its PSNR and the bpp. ``tile``: tile side in pixels
     (a multiple of 64; 0 codes the whole image at once)."""
     from .pipeline import encode as _encode
     return _encode(image, quality=quality, model=model, max_pixels=max_pixels, tile=tile, device=device,
-                   precision=precision)
+                   precision=precision, effort=effort)
 
 
 def decompress(data: bytes, model=None, max_pixels=DEFAULT_MAX_PIXELS):

@@ -64,20 +64,28 @@ def _quality(q) -> float:
 
 def encode(image, quality: float = 4, model=None,
            max_pixels: int | None = container.DEFAULT_MAX_PIXELS,
-           tile: int = tiling.DEFAULT_TILE, device=None, precision: str | None = None) -> EncodeResult:
+           tile: int = tiling.DEFAULT_TILE, device=None, precision: str | None = None,
+           effort: int = 0) -> EncodeResult:
     """Image -> .aec bytes and the exact picture decode() will return.
     ``tile``: tile side in pixels (a multiple of 64; 0 for one tile).
     ``device``: where the analysis transform runs ("cpu" or "cuda").
     ``precision``: synthesis arithmetic, "fp32" or "bf16"; None: bf16 where
-    the CPU does bfloat16 natively (recorded in the file's flags)."""
+    the CPU does bfloat16 natively (recorded in the file's flags).
+    ``effort``: steps of encoder-side latent refinement (scalar codec only;
+    about 1 s per step per megapixel here; the decoder is unchanged)."""
     if tile < 0 or tile % 64 or tile // 64 > 65535:
         raise ValueError(f"tile must be a multiple of 64 pixels, got {tile}")
     precision = tiling.check_precision(precision)
     lm = load_model(model)
+    if not isinstance(effort, int) or effort < 0:
+        raise ValueError(f"effort must be a whole number of steps >= 0, got {effort!r}")
+    if effort and lm.net.latent_kind != "scalar":
+        raise ValueError(f"effort (latent refinement) needs the scalar hyperprior codec; "
+                         f"{lm.model_id!r} has a {lm.net.latent_kind} latent")
     pic = io.load(image, max_pixels=max_pixels)
     q = _quality(quality)
     lm.net.check_quality(q)
-    strings, recon = tiling.encode(lm.net, pic.rgb, q, tile, device, precision)
+    strings, recon = tiling.encode(lm.net, pic.rgb, q, tile, device, precision, effort)
     rgb = recon[:pic.height, :pic.width]
     if pic.alpha is not None:
         strings = strings + [io.png_bytes(pic.alpha)]
@@ -154,7 +162,7 @@ def decode(data: bytes, model=None, max_pixels: int | None = container.DEFAULT_M
 def encode_target(image, target_bpp: float | None = None, target_psnr: float | None = None,
                   model=None, max_pixels: int | None = container.DEFAULT_MAX_PIXELS,
                   iterations: int = 7, tile: int = tiling.DEFAULT_TILE, device=None,
-                  precision: str | None = None) -> EncodeResult:
+                  precision: str | None = None, effort: int = 0) -> EncodeResult:
     """Bisect the (continuous) quality for the largest file within
     ``target_bpp``, or the smallest file reaching ``target_psnr``. Rate and
     PSNR grow with quality; if no quality meets the target, the closest end
@@ -169,22 +177,22 @@ def encode_target(image, target_bpp: float | None = None, target_psnr: float | N
         return r.bpp <= target_bpp if target_bpp is not None else r.psnr >= target_psnr
 
     if target_bpp is not None:
-        best = encode(pic, lo, lm, max_pixels, tile, device, precision)
+        best = encode(pic, lo, lm, max_pixels, tile, device, precision, effort)
         if not ok(best):
             return best
-        top = encode(pic, hi, lm, max_pixels, tile, device, precision)
+        top = encode(pic, hi, lm, max_pixels, tile, device, precision, effort)
         if ok(top):
             return top
     else:
-        best = encode(pic, hi, lm, max_pixels, tile, device, precision)
+        best = encode(pic, hi, lm, max_pixels, tile, device, precision, effort)
         if not ok(best):
             return best
-        bottom = encode(pic, lo, lm, max_pixels, tile, device, precision)
+        bottom = encode(pic, lo, lm, max_pixels, tile, device, precision, effort)
         if ok(bottom):
             return bottom
     for _ in range(iterations):
         mid = (lo + hi) / 2
-        r = encode(pic, mid, lm, max_pixels, tile, device, precision)
+        r = encode(pic, mid, lm, max_pixels, tile, device, precision, effort)
         if ok(r):
             best = r
             lo, hi = (mid, hi) if target_bpp is not None else (lo, mid)

@@ -132,13 +132,18 @@ def analyse(net, rgb: np.ndarray, tile: int, device=None) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def encode(net, rgb: np.ndarray, quality: float, tile: int, device=None, precision: str = "fp32"):
+def encode(net, rgb: np.ndarray, quality: float, tile: int, device=None, precision: str = "fp32",
+           effort: int = 0):
     """rgb: (H, W, 3) uint8; it is replicate-padded to the model's stride
     tile by tile. -> (streams, reconstruction (Hp, Wp, 3) uint8).
-    ``precision``: the synthesis arithmetic (PRECISIONS); the decoder must use the same."""
+    ``precision``: the synthesis arithmetic (PRECISIONS); the decoder must use the same.
+    ``effort``: steps of encoder-side latent refinement (refine.py; 0: none)."""
     height, width = rgb.shape[:2]
     hp, wp = padded_size(net, height, width)
     y = analyse(net, rgb, tile, device)
+    if effort:
+        from .refine import refine
+        y = refine(net, rgb, y, quality, effort)
     side, state = net.code_side(y, quality)
     tiles = []
     for r in rects(hp, wp, tile):

@@ -27,6 +27,8 @@ def main(argv=None) -> int:
     ap.add_argument("--merge", default="", help="comma-separated results.json files whose codecs to add "
                                                 "(e.g. from runs in parallel processes)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N images")
+    ap.add_argument("--effort", type=int, default=0,
+                    help="steps of encoder-side latent refinement for scalar models (a separate curve)")
     ap.add_argument("--published", default=str(ROOT.parent / "shared/data/published_kodak_rd.json"))
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -62,7 +64,7 @@ def main(argv=None) -> int:
             per.update(json.loads(other_per.read_text()))
     qs = [float(q) for q in args.qualities.split(",") if q] or None
     if models:
-        res, p = run.run_aecodec(images, models, qs, log)
+        res, p = run.run_aecodec(images, models, qs, log, args.effort)
         codecs.update(res)
         per.update(p)
 

@@ -77,19 +77,22 @@ def run_classical(images, only=None, log=print):
     return results, per, skipped
 
 
-def run_aecodec(images, models, qualities=None, log=print):
+def run_aecodec(images, models, qualities=None, log=print, effort: int = 0):
     from codec import pipeline
 
     results, per = {}, {}
     for m in models:
         lm = pipeline.load_model(m)
+        if effort and lm.net.latent_kind != "scalar":
+            log(f"{lm.model_id}: no latent refinement for a {lm.net.latent_kind} latent; skipped")
+            continue
         qs = qualities or list(range(1, lm.config.levels + 1))
-        name = f"aecodec {lm.model_id}"
+        name = f"aecodec {lm.model_id}" + (f" effort {effort}" if effort else "")
         log(f"{name}: {len(qs)} qualities x {len(images)} images")
         mismatches = []
 
         def enc(img, q, lm=lm):
-            r = pipeline.encode(img, q, lm)
+            r = pipeline.encode(img, q, lm, effort=effort)
             enc.last = r.picture.rgb
             return r.data
 
@@ -102,7 +105,8 @@ def run_aecodec(images, models, qualities=None, log=print):
 
         results[name], per[name] = _measure(images, [float(q) for q in qs], enc, dec, check)
         results[name].update(source="measured", exact_decode=not mismatches,
-                             note=f"weights {lm.weights_hash.hex()}, {lm.config.arch} N={lm.config.N} M={lm.config.M}")
+                             note=f"weights {lm.weights_hash.hex()}, {lm.config.arch} N={lm.config.N} M={lm.config.M}"
+                                  + (f", {effort} steps of encoder-side latent refinement" if effort else ""))
     return results, per
 
 

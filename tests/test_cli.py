@@ -192,3 +192,12 @@ def test_precision_is_recorded_and_followed_by_the_decoder(tiny_model, photo_png
     assert run("decompress", f, "--model", tiny_model, "-o", png).exit_code == 0
     from codec.container import unpack
     assert zlib.crc32(np.asarray(Image.open(png).convert("RGB")).tobytes()) == unpack(f.read_bytes())[0].recon_crc
+
+
+def test_effort_gives_a_file_that_decodes_and_bad_effort_is_a_usage_error(tiny_model, photo_png, tmp_path):
+    f = tmp_path / "e.aec"
+    r = run("compress", photo_png, "--model", tiny_model, "-o", f, "--effort", "2")
+    assert r.exit_code == 0, r.output
+    assert run("decompress", f, "--model", tiny_model, "-o", tmp_path / "e.png").exit_code == 0
+    r = run("compress", photo_png, "--model", tiny_model, "-o", tmp_path / "x.aec", "--effort", "-3")
+    assert r.exit_code == 2 and not (tmp_path / "x.aec").exists()

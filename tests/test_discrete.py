@@ -50,6 +50,11 @@ def test_discrete_round_trip_is_exact(which, vq_file, bin_file, photo):
         assert np.array_equal(codec.decode(res.data, model=model).rgb, res.picture.rgb)
 
 
+def test_latent_refinement_is_refused_for_discrete_latents(vq_file, photo):
+    with pytest.raises(ValueError, match="needs the scalar hyperprior codec"):
+        codec.encode(photo, model=vq_file, effort=2)
+
+
 def test_vq_more_stages_more_bits_better_picture(vq_file, photo):
     lo, hi = (codec.encode(photo, quality=q, model=vq_file) for q in (1, 3))
     assert lo.bpp < hi.bpp

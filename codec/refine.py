@@ -1,0 +1,93 @@
+"""Encoder-side latent refinement: spend encoding time to save bits.
+
+The analysis transform is amortised inference: one pass guesses the latent
+that minimises rate + lambda * distortion for any image. For one given
+image, a few steps of gradient descent on that same objective -- through the
+real quantizer (rounding, with straight-through gradients), the hyperprior's
+rate model and the synthesis transform -- find a better latent (Campos et
+al. 2019, "Content adaptive optimization for neural image compression";
+Yang, Bamler & Mandt 2020, "Improving inference for neural image
+compression"). The less trained the analysis transform, the more there is
+to gain. Only the encoder changes: a refined file decodes with any aecodec.
+
+Large images are refined window by window (``WINDOW`` pixels plus the
+transforms' context margin), so memory stays bounded like the rest of the
+encoder.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _compressai  # noqa: F401
+from compressai.ops import quantize_ste
+
+from .tiling import G_MARGIN, _grow, _to_tensor, _window, padded_size, rects
+
+WINDOW = 1024
+LR = 0.003
+
+
+def objective(net, y, x, valid, quality: torch.Tensor):
+    """(loss, bpp estimate, mse) of gained latent ``y`` for image ``x``
+    (both windows), with rounding in the forward pass as the coder does it;
+    ``valid``: (1, 1, H, W) mask of real pixels (not edge padding)."""
+    g = net.gains(quality)
+    lat = net.latent
+    eb, gc = lat.z.entropy_bottleneck, lat.y.gaussian
+    z = lat.h_a(y) * g["z"]
+    med = eb._get_medians()
+    z_hat = quantize_ste(z - med) + med
+    c = z_hat.shape[1]
+    z_lik = eb._likelihood(z_hat.permute(1, 0, 2, 3).reshape(c, 1, -1))[0]
+    scales, means = lat.h_s(z_hat * g["z_inv"]).chunk(2, 1)
+    y_hat = quantize_ste(y - means) + means
+    y_lik = gc._likelihood(y_hat, gc.lower_bound_scale(scales), means)
+    bits = -torch.log2(eb.likelihood_lower_bound(z_lik)).sum() - torch.log2(gc.likelihood_lower_bound(y_lik)).sum()
+    x_hat = net.g_s(y_hat * g["y_inv"])
+    n = valid.sum()
+    mse = ((x_hat - x) ** 2 * valid).sum() / (3 * n)
+    bpp = bits / n
+    return bpp + net.lmbda(quality)[0] * 255 ** 2 * mse, bpp, mse
+
+
+def refine(net, rgb, y: torch.Tensor, quality: float, steps: int, lr: float = LR,
+           window: int = WINDOW) -> torch.Tensor:
+    """``y`` (1, M, Hp/16, Wp/16) from ``tiling.analyse`` (before gains) ->
+    a refined copy: ``steps`` Adam steps per window, keeping the iterate with
+    the lowest objective."""
+    if steps <= 0:
+        return y
+    height, width = rgb.shape[:2]
+    hp, wp = padded_size(net, height, width)
+    q = torch.tensor([float(quality)])
+    parts = []
+    with torch.inference_mode(False), torch.enable_grad():
+        gain = net.gains(q)["y"].detach()
+        for t, l, h, w in rects(hp, wp, window):
+            t0, t1 = _grow(t, t + h, G_MARGIN, hp)
+            l0, l1 = _grow(l, l + w, G_MARGIN, wp)
+            x = _to_tensor(_window(rgb, t0, t1, l0, l1)).contiguous()
+            valid = torch.zeros(1, 1, t1 - t0, l1 - l0)
+            valid[..., :max(0, min(t1, height) - t0), :max(0, min(l1, width) - l0)] = 1
+            var = (y[:, :, t0 // 16:t1 // 16, l0 // 16:l1 // 16].clone() * gain).requires_grad_()
+            opt = torch.optim.Adam([var], lr=lr)
+            best, best_y = float("inf"), var.detach().clone()
+            for step in range(steps + 1):
+                loss, _, _ = objective(net, var, x, valid, q)
+                if loss.item() < best:
+                    best, best_y = loss.item(), var.detach().clone()
+                if step == steps:
+                    break
+                opt.zero_grad(set_to_none=True)
+                (grad,) = torch.autograd.grad(loss, [var])
+                var.grad = grad
+                opt.step()
+            keep = (slice(None), slice(None), slice((t - t0) // 16, (t - t0 + h) // 16),
+                    slice((l - l0) // 16, (l - l0 + w) // 16))
+            parts.append(((slice(None), slice(None), slice(t // 16, (t + h) // 16), slice(l // 16, (l + w) // 16)),
+                          (best_y / gain)[keep]))
+    out = y.clone()
+    for where, part in parts:
+        out[where] = part
+    return out

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+import torch
+
+import codec
+from codec import pipeline, tiling
+from codec.refine import objective, refine
+from codec.tiling import _to_tensor
+
+
+def _objective(net, rgb, y, q):
+    x = _to_tensor(rgb).contiguous()
+    qt = torch.tensor([float(q)])
+    with torch.no_grad():
+        loss, bpp, mse = objective(net, y * net.gains(qt)["y"], x, torch.ones(1, 1, *rgb.shape[:2]), qt)
+    return float(loss)
+
+
+def test_refinement_never_raises_the_objective_and_decodes_exactly(tiny_model, photo):
+    lm = pipeline.load_model(str(tiny_model))
+    rgb = np.ascontiguousarray(photo[:64, :64])
+    with torch.inference_mode():
+        y0 = tiling.analyse(lm.net, rgb, 0)
+        y1 = refine(lm.net, rgb, y0, 5.0, steps=6, lr=0.05)
+    assert y1.shape == y0.shape and not torch.equal(y0, y1)
+    assert _objective(lm.net, rgb, y1.clone(), 5.0) <= _objective(lm.net, rgb, y0.clone(), 5.0)
+    res = codec.encode(photo, quality=5, model=tiny_model, effort=3)
+    assert np.array_equal(codec.decode(res.data, model=tiny_model).rgb, res.picture.rgb)
+
+
+def test_windowed_refinement_covers_every_latent_position(tiny_model):
+    lm = pipeline.load_model(str(tiny_model))
+    rgb = np.random.default_rng(0).integers(0, 256, (100, 150, 3)).astype(np.uint8)  # pads to 128 x 192
+    with torch.inference_mode():
+        y0 = tiling.analyse(lm.net, rgb, 0)
+        whole = refine(lm.net, rgb, y0, 4.0, steps=2, lr=0.05, window=0)
+        tiles = refine(lm.net, rgb, y0, 4.0, steps=2, lr=0.05, window=64)
+    assert tiles.shape == whole.shape == y0.shape
+    # every 64-pixel window moved its own part of the latent
+    for t in range(0, 128, 64):
+        for l in range(0, 192, 64):
+            part = (slice(None), slice(None), slice(t // 16, t // 16 + 4), slice(l // 16, l // 16 + 4))
+            assert not torch.equal(tiles[part], y0[part])
+
+
+def test_effort_is_checked(tiny_model, photo):
+    with pytest.raises(ValueError, match="effort must be a whole number"):
+        codec.encode(photo, model=tiny_model, effort=-1)
