@@ -22,16 +22,19 @@ import torch
 from . import _compressai  # noqa: F401
 from compressai.ops import quantize_ste
 
-from .tiling import G_MARGIN, _grow, _to_tensor, _window, padded_size, rects
+from .tiling import G_MARGIN, _grow, _to_tensor, _window, default_precision, padded_size, rects
 
 WINDOW = 1024
 LR = 0.003
 
 
-def objective(net, y, x, valid, quality: torch.Tensor):
+def objective(net, y, x, valid, quality: torch.Tensor, bf16: bool = False):
     """(loss, bpp estimate, mse) of gained latent ``y`` for image ``x``
     (both windows), with rounding in the forward pass as the coder does it;
-    ``valid``: (1, 1, H, W) mask of real pixels (not edge padding)."""
+    ``valid``: (1, 1, H, W) mask of real pixels (not edge padding).
+    ``bf16``: run the synthesis under bfloat16 autocast (twice as fast where
+    the CPU has bfloat16; the same files to within a few bytes on Kodak);
+    the rate terms stay in float32."""
     g = net.gains(quality)
     lat = net.latent
     eb, gc = lat.z.entropy_bottleneck, lat.y.gaussian
@@ -44,7 +47,8 @@ def objective(net, y, x, valid, quality: torch.Tensor):
     y_hat = quantize_ste(y - means) + means
     y_lik = gc._likelihood(y_hat, gc.lower_bound_scale(scales), means)
     bits = -torch.log2(eb.likelihood_lower_bound(z_lik)).sum() - torch.log2(gc.likelihood_lower_bound(y_lik)).sum()
-    x_hat = net.g_s(y_hat * g["y_inv"])
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        x_hat = net.g_s(y_hat * g["y_inv"]).float()
     n = valid.sum()
     mse = ((x_hat - x) ** 2 * valid).sum() / (3 * n)
     bpp = bits / n
@@ -61,6 +65,7 @@ def refine(net, rgb, y: torch.Tensor, quality: float, steps: int, lr: float = LR
     height, width = rgb.shape[:2]
     hp, wp = padded_size(net, height, width)
     q = torch.tensor([float(quality)])
+    bf16 = default_precision() == "bf16"
     parts = []
     with torch.inference_mode(False), torch.enable_grad():
         gain = net.gains(q)["y"].detach()
@@ -74,7 +79,7 @@ def refine(net, rgb, y: torch.Tensor, quality: float, steps: int, lr: float = LR
             opt = torch.optim.Adam([var], lr=lr)
             best, best_y = float("inf"), var.detach().clone()
             for step in range(steps + 1):
-                loss, _, _ = objective(net, var, x, valid, q)
+                loss, _, _ = objective(net, var, x, valid, q, bf16)
                 if loss.item() < best:
                     best, best_y = loss.item(), var.detach().clone()
                 if step == steps:
