@@ -211,6 +211,18 @@ class TwoWay:
         return x
 
 
+def run_two_way(tw: TwoWay, x):
+    """``tw(x)`` with every convolution single-threaded -- the result does
+    not depend on the thread count -- using a second thread when the caller
+    allows two or more."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return tw(x, parallel=threads >= 2)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _in_inference(fn, *args):
     with torch.inference_mode():
         return fn(*args)

@@ -26,7 +26,7 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.ops import quantize_ste
 
 from . import coding
-from .fast import CachedModule
+from .fast import CachedModule, TwoWay, run_two_way
 from .priors import SCALES_MIN, ScaleTable, factorized_pmfs
 
 #: Symbols of y are clamped to [-Y_BOUND, Y_BOUND]; the encoder's
@@ -134,9 +134,10 @@ class HyperpriorLatentCodec(CachedModule):
     z codec through h_a / h_s. ``z_gain`` / ``z_inv_gain`` (optional, shape
     (B, N, 1, 1)) are the hyper gain units of a variable-rate model.
 
-    Exact decoding: the decoder runs h_s on the decoded z_hat in float64, so
-    its scale indexes match the encoder's (which ran the same float64 path)
-    whatever the thread count.
+    Exact decoding: the decoder runs h_s on the decoded z_hat in float64,
+    each convolution single-threaded (fast.TwoWay: two halves of the output
+    channels, on a second thread when there is one), so its scale indexes
+    match the encoder's (which ran the same path) whatever the thread count.
     """
 
     def __init__(self, h_a: nn.Module, h_s: nn.Module, N: int) -> None:
@@ -162,10 +163,10 @@ class HyperpriorLatentCodec(CachedModule):
 
     def _params64(self, z_hat, z_inv_gain):
         if "h_s64" not in self._cache:
-            self._cache["h_s64"] = copy.deepcopy(self.h_s).double().eval()
+            self._cache["h_s64"] = TwoWay(copy.deepcopy(self.h_s).double().eval())
         g = None if z_inv_gain is None else z_inv_gain.double()
         with torch.inference_mode():
-            scales, means = self._cache["h_s64"](self._gain(z_hat.double(), g)).chunk(2, 1)
+            scales, means = run_two_way(self._cache["h_s64"], self._gain(z_hat.double(), g)).chunk(2, 1)
         return scales, means
 
     @torch.no_grad()

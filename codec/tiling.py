@@ -170,15 +170,11 @@ def _synthesize(net, y_in, shape, tile, only=None, precision: str = "fp32"):
     thread count. To use a second core anyway, each layer is computed as two
     halves of its output channels (fast.TwoWay) -- always the same split, run
     one after the other on one thread and side by side on two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _synthesize_tiles(net, y_in, shape, tile, only, PRECISIONS[precision], threads >= 2)
-    finally:
-        torch.set_num_threads(threads)
+    return _synthesize_tiles(net, y_in, shape, tile, only, PRECISIONS[precision])
 
 
-def _synthesize_tiles(net, y_in, shape, tile, only, dtype, parallel):
+def _synthesize_tiles(net, y_in, shape, tile, only, dtype):
+    from .fast import run_two_way
     hp, wp = shape[:2]
     g_s = net._two_way("g_s", dtype)
     out = np.zeros((hp, wp, 3), np.uint8)
@@ -188,7 +184,7 @@ def _synthesize_tiles(net, y_in, shape, tile, only, dtype, parallel):
         t0, t1 = _grow(t, t + h, G_MARGIN, hp)
         l0, l1 = _grow(l, l + w, G_MARGIN, wp)
         yt = y_in[:, :, t0 // 16:t1 // 16, l0 // 16:l1 // 16].to(dtype)
-        xt = g_s(yt.contiguous(memory_format=torch.channels_last), parallel).float().clamp_(0, 1)
+        xt = run_two_way(g_s, yt.contiguous(memory_format=torch.channels_last)).float().clamp_(0, 1)
         out[t:t + h, l:l + w] = _to_uint8(xt[:, :, t - t0:t - t0 + h, l - l0:l - l0 + w])
     return out
 
