@@ -30,7 +30,8 @@ def compress(image, quality: float = 4, model=None, max_pixels=DEFAULT_MAX_PIXEL
     """Image (path, bytes, PIL image or uint8/uint16 array) -> .aec bytes.
 
     ``quality`` runs from 1 (smallest file) to 8 (best); fractional values
-    are allowed by the variable-rate default model. ``device="cuda"`` runs
+    are allowed by the variable-rate default model, which also goes down to
+    0 (below 1 its gains are extrapolated: lower rates than any trained level). ``device="cuda"`` runs
     the analysis transform on the GPU (decoding stays exact on the CPU).
     ``precision`` "fp32" or "bf16": the synthesis arithmetic every decoder
     of the file will use; None picks bf16 where the CPU has it natively.

@@ -66,10 +66,11 @@ def pad_to(x: torch.Tensor, stride: int) -> torch.Tensor:
 
 def interp_levels(table: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     """Rows of ``table`` (L, ...) at fractional 1-based levels, interpolated
-    linearly between the two neighbours: (B,) -> (B, ...)."""
+    linearly between the two neighbours: (B,) -> (B, ...). Below level 1
+    the line through levels 1 and 2 is extended (extrapolation)."""
     q = quality.to(table.device, torch.float32) - 1.0
     lo = q.floor().clamp(0, table.shape[0] - 2).long()
-    t = (q - lo.float()).clamp(0, 1).view(-1, *([1] * (table.dim() - 1)))
+    t = (q - lo.float()).clamp(max=1).view(-1, *([1] * (table.dim() - 1)))
     return (1 - t) * table[lo] + t * table[lo + 1]
 
 
@@ -97,10 +98,13 @@ class TransformCodec(CachedModule):
         self.g_a = transforms.analysis(cfg.N, cfg.M)
         self.g_s = transforms.synthesis(cfg.N, cfg.M)
 
+    #: the lowest quality accepted (levels below 1 are extrapolated, untrained)
+    min_quality = 1.0
+
     def check_quality(self, quality: float) -> float:
         q = float(quality)
-        if not (1.0 <= q <= self.cfg.levels) or math.isnan(q):
-            raise ValueError(f"quality must be between 1 and {self.cfg.levels}, got {quality}")
+        if not (self.min_quality <= q <= self.cfg.levels) or math.isnan(q):
+            raise ValueError(f"quality must be between {self.min_quality:g} and {self.cfg.levels}, got {quality}")
         return q
 
     def lmbda(self, quality: torch.Tensor) -> torch.Tensor:
@@ -149,6 +153,10 @@ def y_slice(r):
 
 class HyperpriorCodec(TransformCodec):
     latent_kind = "scalar"
+    #: gain units extend below level 1 by extrapolation (log-gains and
+    #: lambda continue the line through levels 1 and 2): coarser
+    #: quantization for lower rates than any trained level
+    min_quality = 0.0
 
     def __init__(self, cfg: ModelConfig = ModelConfig()) -> None:
         super().__init__(cfg)

@@ -171,7 +171,7 @@ def encode_target(image, target_bpp: float | None = None, target_psnr: float | N
         raise ValueError("give exactly one of target_bpp and target_psnr")
     lm = load_model(model)
     pic = io.load(image, max_pixels=max_pixels)
-    lo, hi = 1.0, float(lm.net.cfg.levels)
+    lo, hi = lm.net.min_quality, float(lm.net.cfg.levels)
 
     def ok(r):
         return r.bpp <= target_bpp if target_bpp is not None else r.psnr >= target_psnr
