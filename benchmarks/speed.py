@@ -1,7 +1,7 @@
 """Encode/decode speed: aecodec's shipped models vs CompressAI's reference
 implementation of the same architecture and Pillow's JPEG / WebP / AVIF.
 
-    python benchmarks/speed.py [--model ID|PATH] [--images A.png,B.png] [--repeat 3]
+    python benchmarks/speed.py [--model ID|PATH] [--images A.png,B.png] [--repeat 5]
 
 For aecodec, decode time is split into entropy decoding (constriction: z and
 y streams) and transforms (h_s in float64 and g_s). CompressAI's reference
@@ -123,7 +123,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None)
     ap.add_argument("--images", default="")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--throughput", type=int, default=8,
                     help="images of Kodak for the batch-compress throughput rows (0: skip)")

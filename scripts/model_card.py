@@ -85,19 +85,21 @@ def main() -> None:
     lines.append("")
     if res_path.exists():
         res = json.loads(res_path.read_text())
-        c = res["codecs"].get(name)
-        if c:
-            lines += [f"## Kodak ({res['images']} images, measured by `python -m kodak_eval`)", "",
+        curves = [(k, c) for k, c in res["codecs"].items() if k == name or k.startswith(name + " effort ")]
+        for key, c in curves:
+            how = "" if key == name else f", encoder {key[len(name) + 1:]} (`--effort`: latent refinement)"
+            lines += [f"## Kodak ({res['images']} images, measured by `python -m kodak_eval`{how})", "",
                       "| quality | bpp | PSNR (dB) | MS-SSIM | encode s | decode s |", "|---|---|---|---|---|---|"]
             for i, q in enumerate(c["settings"]):
                 ms = c["ms_ssim"][i]
                 lines.append(f"| {q:g} | {c['bpp'][i]:.4f} | {c['psnr'][i]:.2f} | "
                              f"{'' if ms is None else f'{ms:.4f}'} | {c['enc_s'][i]:.2f} | {c['dec_s'][i]:.2f} |")
-            bd = res.get("bd_rate", {}).get(name, {})
+            bd = res.get("bd_rate", {}).get(key, {})
             if bd:
                 lines += ["", "BD-rate (PSNR): " + ", ".join(
                     f"{k} {'n/a' if v is None else f'{v:+.1f}%'}" for k, v in bd.items())]
             lines.append(f"\nDecoded pixels equal the encoder's reconstruction on every image: {c.get('exact_decode')}")
+            lines.append("")
     out = path.with_suffix(".md")
     out.write_text("\n".join(lines) + "\n")
     print(out.read_text())
