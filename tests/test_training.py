@@ -166,3 +166,15 @@ def test_train_head_cli_then_export(folder, tmp_path):
     assert r.exit_code == 0, r.output
     net = vae.load(tmp_path / "v.safetensors")
     assert net.meta["steps"] == 2 and isinstance(net, vae.ImageVAE)
+
+
+def test_export_reads_the_head_kind_from_the_checkpoint_when_the_run_did_not_record_it(folder, tmp_path):
+    """A run started from the library (HeadTrainConfig without ``kind``) still exports."""
+    from codec.heads import restore
+    from codec.training.heads import export_head, head_kind
+    ck = _fit(folder, tmp_path / "r", 1, False)
+    assert head_kind(checkpoint.load(ck)["head_config"]) == "restore"
+    meta = export_head(ck, tmp_path / "r.safetensors")
+    assert meta["steps"] == 1 and isinstance(restore.load(tmp_path / "r.safetensors"), restore.RestoreNet)
+    with pytest.raises(ValueError, match="no known head"):
+        head_kind('{"width": 3}')

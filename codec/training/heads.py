@@ -119,14 +119,27 @@ def heads() -> dict:
     return {"restore": (RestoreConfig, RestoreNet, restore_loss), "vae": (VAEConfig, ImageVAE, vae_loss)}
 
 
-def export_head(ckpt_path, out_path, kind: str, hardware: str = "") -> dict:
+def head_kind(head_config: str) -> str:
+    """The head a checkpoint's config JSON belongs to (its fields name it)."""
+    import dataclasses
+    keys = set(json.loads(head_config))
+    for kind, (cfg_cls, _, _) in heads().items():
+        if keys == {f.name for f in dataclasses.fields(cfg_cls)}:
+            return kind
+    raise ValueError(f"checkpoint is for no known head (config fields {sorted(keys)})")
+
+
+def export_head(ckpt_path, out_path, kind: str = "", hardware: str = "") -> dict:
     """A head's training checkpoint -> its weights file (fp16) with the
-    training facts in the metadata."""
+    training facts in the metadata. ``kind`` "": read from the checkpoint."""
     from ..heads.store import config_from_json, save_head
     from .export import wall_hours
-    cfg_cls, net_cls, _ = heads()[kind]
     ckpt_path = Path(ckpt_path)
     st = checkpoint.load(ckpt_path)
+    kind = kind or head_kind(st["head_config"])
+    if kind not in heads():
+        raise ValueError(f"unknown head kind {kind!r} (known: {', '.join(heads())})")
+    cfg_cls, net_cls, _ = heads()[kind]
     net = net_cls(config_from_json(cfg_cls, st["head_config"]))
     net.load_state_dict(st["model"])
     cfg_file = ckpt_path.parent / "config.json"
