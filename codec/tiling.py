@@ -170,11 +170,8 @@ def _synthesize(net, y_in, shape, tile, only=None, precision: str = "fp32"):
     thread count. To use a second core anyway, each layer is computed as two
     halves of its output channels (fast.TwoWay) -- always the same split, run
     one after the other on one thread and side by side on two."""
-    return _synthesize_tiles(net, y_in, shape, tile, only, PRECISIONS[precision])
-
-
-def _synthesize_tiles(net, y_in, shape, tile, only, dtype):
     from .fast import run_two_way
+    dtype = PRECISIONS[precision]
     hp, wp = shape[:2]
     g_s = net._two_way("g_s", dtype)
     out = np.zeros((hp, wp, 3), np.uint8)

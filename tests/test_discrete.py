@@ -41,13 +41,22 @@ def bin_file(tmp_path_factory, photo):
     return weights.save(net, tmp_path_factory.mktemp("bin") / "bin.safetensors", "bin-tiny")
 
 
+def assert_round_trips_exactly(photo, model, quality) -> list:
+    """Encode whole and in 64-pixel tiles; each decodes to the encoder's
+    reconstruction. -> the two encode results."""
+    results = []
+    for tile in (0, 64):
+        res = codec.encode(photo, quality=quality, model=model, tile=tile)
+        assert np.array_equal(codec.decode(res.data, model=model).rgb, res.picture.rgb)
+        results.append(res)
+    return results
+
+
 @pytest.mark.parametrize("which", ["vq", "bin"])
 def test_discrete_round_trip_is_exact(which, vq_file, bin_file, photo):
     model = vq_file if which == "vq" else bin_file
-    for tile in (0, 64):
-        res = codec.encode(photo, quality=2, model=model, tile=tile)
+    for res in assert_round_trips_exactly(photo, model, 2):
         assert res.header.latent_kind == ("vq" if which == "vq" else "binary")
-        assert np.array_equal(codec.decode(res.data, model=model).rgb, res.picture.rgb)
 
 
 def test_latent_refinement_is_refused_for_discrete_latents(vq_file, photo):
@@ -127,9 +136,7 @@ def test_binary_context_model_round_trips_exactly_and_codes_below_factorized(bin
     fit = fit_binary_context(net, [folder_of])
     assert fit["context_bits_per_bit"] <= fit["anchor_bits_per_bit"] + 1e-9
     path = weights.save(net, tmp_path / "ctx.safetensors", "bin-ctx")
-    for tile in (0, 64):
-        res = codec.encode(photo, quality=4, model=path, tile=tile)
-        assert np.array_equal(codec.decode(res.data, model=path).rgb, res.picture.rgb)
+    assert_round_trips_exactly(photo, path, 4)
     # the same bits under both priors: the context one (fitted here) is not worse than
     # the factorized one refitted the same way
     plain = with_context(base)
@@ -176,9 +183,7 @@ def test_vq_context_model_round_trips_exactly_and_saves_bits_on_repeats(vq_file,
     res = fit_vq_context(net, [folder_of])
     assert res["context_bits_per_index"] <= res["factorized_bits_per_index"] + 1e-9
     ctx = weights.save(net, tmp_path / "ctx.safetensors", "vq-ctx")
-    for tile in (0, 64):
-        a = codec.encode(photo, quality=3, model=ctx, tile=tile)
-        assert np.array_equal(codec.decode(a.data, model=ctx).rgb, a.picture.rgb)
+    assert_round_trips_exactly(photo, ctx, 3)
     b = codec.encode(photo, quality=3, model=flat, tile=0)
     a = codec.encode(photo, quality=3, model=ctx, tile=0)
     assert np.array_equal(a.picture.rgb, b.picture.rgb)  # same indices, other prior
