@@ -85,8 +85,18 @@ def _resize_buffers(model: torch.nn.Module, state: dict) -> None:
             mod._buffers[attr] = torch.empty_like(t)
 
 
+#: buffers that are constants of the architecture, not learned (CompressAI's
+#: lower bounds and reparametrization pedestals): an fp16 file rounds some of
+#: them to 0 (a likelihood bound of 1e-9 among them, which lets -log2 reach
+#: infinity in training), so the model keeps its own values
+_CONSTANTS = ("lower_bound.bound", ".pedestal", ".scale_bound")
+
+
 def load_state(model: torch.nn.Module, state: dict) -> torch.nn.Module:
-    """``model.load_state_dict(state)`` with the coding-table buffers resized."""
+    """``model.load_state_dict(state)`` with the coding-table buffers resized
+    and the architecture's constant buffers kept."""
+    own = model.state_dict()
+    state = {k: (own[k] if k.endswith(_CONSTANTS) and k in own else v) for k, v in state.items()}
     _resize_buffers(model, state)
     model.load_state_dict(state)
     return model
