@@ -1,6 +1,6 @@
 """Training speed of the default architecture: steps/s and megapixels/s.
 
-    python benchmarks/train_speed.py [--batch 16] [--crop 256] [--steps 5] [--json out.json]
+    python benchmarks/train_speed.py [--batch 16] [--crop 256] [--steps 5] [--cuda-only] [--json out.json]
 
 Runs the real training step (codec.training.loop.train_step) on random
 crops: on CPU with 1 and 2 threads, and on CUDA (bf16 autocast,
@@ -53,10 +53,11 @@ def main() -> None:
     ap.add_argument("--N", type=int, default=96)
     ap.add_argument("--M", type=int, default=160)
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--cuda-only", action="store_true", help="Skip the CPU rows.")
     ap.add_argument("--json", default="benchmarks/results/train_speed.json")
     a = ap.parse_args()
     cfg = ModelConfig(N=a.N, M=a.M)
-    rows = [measure("cpu", t, a.batch, a.crop, a.steps, False, cfg) for t in (1, 2)]
+    rows = [] if a.cuda_only else [measure("cpu", t, a.batch, a.crop, a.steps, False, cfg) for t in (1, 2)]
     if torch.cuda.is_available():
         rows.append(measure("cuda", 1, a.gpu_batch, a.gpu_crop, a.steps * 10, False, cfg))
         if a.compile:

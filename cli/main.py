@@ -372,6 +372,8 @@ def models(as_json):
 @click.option("--lr", type=float, default=2e-4, show_default=True)
 @click.option("--steps", type=int, default=1_000_000, show_default=True)
 @click.option("--decay-at", type=int, default=10**9, help="Step from which lr is multiplied by 0.1.")
+@click.option("--warmup", type=int, default=0, show_default=True,
+              help="Steps over which lr ramps up from 0 (use with --init).")
 @click.option("--minutes", type=float, default=float("inf"), help="Stop (with a checkpoint) after this long.")
 @click.option("--ckpt-every", type=float, default=300, show_default=True, help="Seconds between checkpoints.")
 @click.option("--threads", type=int, default=1, show_default=True)
@@ -384,7 +386,7 @@ def models(as_json):
 @click.option("--val-every", type=int, default=1000, show_default=True)
 @click.option("--progress/--no-progress", default=True)
 @guarded
-def train(data, out, arch, n, m, lambdas, codebook, vq_dim, crop, batch, lr, steps, decay_at, minutes,
+def train(data, out, arch, n, m, lambdas, codebook, vq_dim, crop, batch, lr, steps, decay_at, warmup, minutes,
           ckpt_every, threads, device, seed, resume, pack, init, compile_, val_every, progress):
     """Train a model on image folders (loss = bpp + lambda*255^2*MSE, all qualities at once)."""
     from codec.models import ModelConfig
@@ -396,7 +398,7 @@ def train(data, out, arch, n, m, lambdas, codebook, vq_dim, crop, batch, lr, ste
     extra = {"lambdas": tuple(float(v) for v in lambdas.split(","))} if lambdas else {}
     cfg = ModelConfig(arch=arch, N=n, M=m, codebook=codebook, vq_dim=vq_dim, **extra)
     tc = TrainConfig(data=list(data), out=out, model=cfg,
-                     crop=crop, batch=batch, lr=lr, steps=steps, decay_at=decay_at, max_minutes=minutes,
+                     crop=crop, batch=batch, lr=lr, steps=steps, decay_at=decay_at, warmup=warmup, max_minutes=minutes,
                      ckpt_every_s=ckpt_every, threads=threads, device=device, seed=seed, pack=pack,
                      init=init, compile=compile_, val_every=val_every, progress=progress)
     path = run(tc, resume=resume, log=lambda msg: click.echo(msg, err=True))
@@ -406,19 +408,18 @@ def train(data, out, arch, n, m, lambdas, codebook, vq_dim, crop, batch, lr, ste
 @main.command()
 @click.argument("data", nargs=-1, required=True)
 @click.option("-o", "--output", "out", required=True, help="Pack file to write (.safetensors).")
-@click.option("--count", type=int, default=200, show_default=True, help="Number of crops.")
-@click.option("--size", type=int, default=256, show_default=True, help="Crop side in pixels.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--short-side", type=int, default=400, show_default=True,
+              help="Down-scale larger images to this shorter side.")
 @click.option("-f", "--force", is_flag=True)
 @guarded
-def pack(data, out, count, size, seed, force):
-    """Prepare a uint8 pack of training crops for a GPU burst (size*size*3*count bytes)."""
+def pack(data, out, short_side, force):
+    """Pack the training split of image folders (uint8) for a GPU burst."""
     from codec.training.pack import make_pack
 
     if Path(out).exists() and not force:
         raise Failure(f"{out} already exists; pass -f/--force to overwrite it")
-    path = make_pack(list(data), out, count, size, seed)
-    click.echo(f"{path}: {count} crops of {size}x{size}, {path.stat().st_size / 2**20:.1f} MiB")
+    path = make_pack(list(data), out, short_side)
+    click.echo(f"{path}: {path.stat().st_size / 2**20:.1f} MiB")
 
 
 @main.command()
@@ -457,17 +458,19 @@ def export(checkpoint, out, model_id, hardware, force):
 @click.option("--lr", type=float, default=4e-4, show_default=True)
 @click.option("--steps", type=int, default=1_000_000, show_default=True)
 @click.option("--decay-at", type=int, default=10**9, help="Step from which lr is multiplied by 0.25.")
+@click.option("--warmup", type=int, default=0, show_default=True,
+              help="Steps over which lr ramps up from 0 (use with --init).")
 @click.option("--minutes", type=float, default=float("inf"), help="Stop (with a checkpoint) after this long.")
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
 @guarded
-def train_head(kind, data, out, crop, batch, lr, steps, decay_at, minutes, threads, resume):
+def train_head(kind, data, out, crop, batch, lr, steps, decay_at, warmup, minutes, threads, resume):
     """Train a head (restore: denoise + inpaint; vae: generator) on image folders."""
     from codec.training.heads import HeadTrainConfig, fit, heads
 
     cfg_cls, net_cls, loss = heads()[kind]
     tc = HeadTrainConfig(data=list(data), out=out, kind=kind, crop=crop, batch=batch, lr=lr, steps=steps,
-                         decay_at=decay_at, max_minutes=minutes, threads=threads)
+                         decay_at=decay_at, warmup=warmup, max_minutes=minutes, threads=threads)
     path = fit(net_cls(cfg_cls()), loss, tc, resume=resume, log=lambda msg: click.echo(msg, err=True))
     click.echo(f"checkpoint {path}")
 

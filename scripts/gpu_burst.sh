@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
 # One GPU training burst, end to end (run on the device machine, repo root):
-# resume from carry/init.safetensors, train for MINUTES on carry/pack.safetensors,
-# then write to $OUT: weights.safetensors (fp16), compact/ (resumable, files < 16 MiB),
-# log.csv. Test it here first:  DEVICE=cpu MINUTES=0.2 BATCH=2 CROP=128 OUT=/tmp/b bash scripts/gpu_burst.sh
-set -euo pipefail
+# start from carry/init.safetensors, train on carry/pack.safetensors in PHASES
+# (lr:minutes, each resuming the last), then write to $OUT: weights.safetensors
+# (fp16), compact/ (resumable, files < 16 MiB), log.csv, train_speed.json.
+# Every phase runs under its own timeout and a failed phase still leaves the
+# newest checkpoint to export. Test it here first:
+#   DEVICE=cpu PHASES="2e-4:0.1 1e-5:0.1" BATCH=2 CROP=128 OUT=/tmp/b bash scripts/gpu_burst.sh
+set -uo pipefail
 cd "$(dirname "$0")/.."
-MINUTES=${MINUTES:-7}
 DEVICE=${DEVICE:-cuda}
-BATCH=${BATCH:-16}
+BATCH=${BATCH:-32}
 CROP=${CROP:-256}
+PHASES=${PHASES:-"1e-4:5.5 1e-5:1.5"}
 OUT=${OUT:-out/burst}
 RUN=${RUN:-/tmp/aecodec-burst-run}
 PY=${PYTHON:-python3}
-export PYTHONPATH=$PWD PYTHONWARNINGS=ignore
-need="compressai constriction safetensors click tqdm"
-if ! $PY -c "import ${need// /, }" 2>/dev/null; then
-  $PY -m pip install -q --no-deps --no-index carry/wheels/*.whl || true
+export PYTHONPATH=$PWD PYTHONWARNINGS=ignore PYTHONUNBUFFERED=1
+if ! $PY -c "import compressai, constriction" 2>/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/aecodec-site \
+    carry/wheels/*.whl || exit 1
+  export PYTHONPATH=$PWD:/tmp/aecodec-site
 fi
-$PY - <<'PY'
+$PY - <<'PY' || exit 1
 import importlib, sys
 missing = []
-for m in ("torch", "compressai", "constriction", "safetensors", "click", "tqdm"):
+for m in ("torch", "compressai", "constriction", "safetensors", "click", "codec.models"):
     try:
         importlib.import_module(m)
     except Exception as exc:
@@ -31,15 +35,25 @@ import torch
 print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
 PY
+rm -rf "$RUN"
 mkdir -p "$OUT"
-INIT=()
-[ -f carry/init.safetensors ] && INIT=(--init carry/init.safetensors)
-$PY -m cli.main train --pack carry/pack.safetensors "${INIT[@]}" --device "$DEVICE" --crop "$CROP" \
-  --batch "$BATCH" --minutes "$MINUTES" --out "$RUN" --ckpt-every 120 --val-every 500 \
-  --no-progress --N "${N:-96}" --M "${M:-160}" ${EXTRA:-}
-ckpt=$(ls "$RUN"/ckpt-*.pt | tail -1)
+timeout 120 $PY benchmarks/train_speed.py --cuda-only --json "$OUT/train_speed.json" || echo "train_speed failed"
+args=()
+[ -f carry/init.safetensors ] && args=(--init carry/init.safetensors)
+for phase in $PHASES; do
+  lr=${phase%%:*}
+  minutes=${phase##*:}
+  limit=$($PY -c "print(int($minutes * 60 + 90))")
+  echo "phase lr $lr for $minutes min"
+  timeout "$limit" $PY -m cli.main train --pack carry/pack.safetensors "${args[@]}" --device "$DEVICE" \
+    --crop "$CROP" --batch "$BATCH" --lr "$lr" --warmup "${WARMUP:-500}" --minutes "$minutes" --out "$RUN" --ckpt-every 60 \
+    --val-every 1000 --no-progress --N "${N:-96}" --M "${M:-160}" ${EXTRA:-} || echo "phase $phase failed"
+  args=(--resume)
+done
+ckpt=$(ls "$RUN"/ckpt-*.pt 2>/dev/null | tail -1)
+[ -n "$ckpt" ] || { echo "no checkpoint was written"; exit 1; }
+cp "$RUN/log.csv" "$OUT/"
 $PY -m cli.main export "$ckpt" -o "$OUT/weights.safetensors" --id hyperprior-vr \
   --hardware "${HARDWARE:-GPU burst on $DEVICE}" -f
 $PY -c "from codec.training import checkpoint, compact; compact.save_compact(checkpoint.load('$ckpt'), '$OUT/compact')"
-cp "$RUN/log.csv" "$OUT/"
 ls -la "$OUT" "$OUT/compact"

@@ -5,7 +5,7 @@ from PIL import Image
 
 from codec.models import ModelConfig
 from codec.training import checkpoint
-from codec.training.data import CropSampler, split
+from codec.training.data import CropSampler, list_images, load_uint8, split
 from codec.training.loop import TrainConfig, train
 
 
@@ -89,10 +89,14 @@ def test_split_holds_out_every_twentieth():
 
 def test_pack_sampler_trains_without_image_folders(folder, tmp_path):
     from codec.training.pack import PackSampler, make_pack
-    p = make_pack([folder], tmp_path / "pack.safetensors", count=10, size=72)
+    p = make_pack([folder], tmp_path / "pack.safetensors")
     s = PackSampler(p, 64)
     x = s.sample(4, torch.Generator().manual_seed(0))
     assert x.shape == (4, 3, 64, 64) and 0 <= x.min() and x.max() <= 1
+    # the pack's sampler draws exactly the crops training from the folder draws
+    images = [load_uint8(q) for q in split(list_images([folder]))[0]]
+    assert torch.equal(x, CropSampler(images, 64).sample(4, torch.Generator().manual_seed(0)))
+    assert len(s.val) == len(split(list_images([folder]))[1])
     tc = cfg(folder, tmp_path / "run", 2)
     tc.data, tc.pack = [], str(p)
     assert checkpoint.load(train(tc, log=lambda *_: None))["step"] == 2
@@ -178,3 +182,12 @@ def test_export_reads_the_head_kind_from_the_checkpoint_when_the_run_did_not_rec
     assert meta["steps"] == 1 and isinstance(restore.load(tmp_path / "r.safetensors"), restore.RestoreNet)
     with pytest.raises(ValueError, match="no known head"):
         head_kind('{"width": 3}')
+
+
+def test_warmup_ramps_the_learning_rate_from_step_zero():
+    from codec.training.loop import lr_at
+    tc = TrainConfig(lr=1e-4, warmup=100, decay_at=500, decay_factor=0.1)
+    assert lr_at(tc, 0) == pytest.approx(1e-6) and lr_at(tc, 49) == pytest.approx(5e-5)
+    assert lr_at(tc, 99) == pytest.approx(1e-4) and lr_at(tc, 400) == pytest.approx(1e-4)
+    assert lr_at(tc, 500) == pytest.approx(1e-5)
+    assert lr_at(TrainConfig(lr=1e-4), 0) == 1e-4

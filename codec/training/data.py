@@ -59,8 +59,9 @@ class CropSampler:
         self.images, self.crop, self.min_scale = images, crop, min_scale
 
     def sample(self, batch: int, gen: torch.Generator) -> torch.Tensor:
-        """-> (batch, 3, crop, crop) float32 in [0, 1]."""
-        out = torch.empty(batch, 3, self.crop, self.crop)
+        """-> (batch, 3, crop, crop) float32 in [0, 1], on the images' device
+        (the random draws come from ``gen`` on the CPU either way)."""
+        out = torch.empty(batch, 3, self.crop, self.crop, device=self.images[0].device)
         for b in range(batch):
             u = torch.rand(4, generator=gen).tolist()
             im = self.images[int(torch.randint(len(self.images), (1,), generator=gen))]

@@ -36,6 +36,7 @@ class HeadTrainConfig:
     steps: int = 1_000_000
     decay_at: int = 10**9
     decay_factor: float = 0.25
+    warmup: int = 0
     max_minutes: float = float("inf")
     ckpt_every_s: float = 300.0
     threads: int = 1
