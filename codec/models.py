@@ -155,8 +155,9 @@ class HyperpriorCodec(TransformCodec):
     latent_kind = "scalar"
     #: gain units extend below level 1 by extrapolation (log-gains and
     #: lambda continue the line through levels 1 and 2): coarser
-    #: quantization for lower rates than any trained level
-    min_quality = 0.0
+    #: quantization for lower rates than any trained level (down to about
+    #: 0.1 bpp on Kodak at quality -1)
+    min_quality = -1.0
 
     def __init__(self, cfg: ModelConfig = ModelConfig()) -> None:
         super().__init__(cfg)

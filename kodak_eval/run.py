@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from pathlib import Path
@@ -86,7 +87,7 @@ def run_aecodec(images, models, qualities=None, log=print, effort: int = 0):
         if effort and lm.net.latent_kind != "scalar":
             log(f"{lm.model_id}: no latent refinement for a {lm.net.latent_kind} latent; skipped")
             continue
-        qs = qualities or sorted({lm.net.min_quality, *range(1, lm.config.levels + 1)})
+        qs = qualities or sorted({lm.net.min_quality, *range(math.ceil(lm.net.min_quality), lm.config.levels + 1)})
         name = f"aecodec {lm.model_id}" + (f" effort {effort}" if effort else "")
         log(f"{name}: {len(qs)} qualities x {len(images)} images")
         mismatches = []

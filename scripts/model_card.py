@@ -49,6 +49,17 @@ def head_card(path: Path, md: dict) -> None:
     print(out.read_text())
 
 
+def _stage(meta: dict) -> str:
+    """One training stage (a run's metadata, or one entry of its "stages")."""
+    lr = meta["schedule"] if meta.get("schedule") else f"lr {meta.get('lr')}" + (
+        f" (x{meta.get('decay_factor', 0.1)} from step {meta['decay_at']})"
+        if meta.get("decay_at", 10**9) < 10**9 else "")
+    return (f"- {meta.get('steps')} steps on {', '.join(meta.get('train_data', []))} (training split: every "
+            f"20th image held out for validation; Kodak never used), random {meta.get('crop')}px crops, "
+            f"batch {meta.get('batch')}, Adam {lr}; wall time {meta.get('train_hours')} h on "
+            f"{meta.get('hardware') or 'unknown hardware'}")
+
+
 def main() -> None:
     path = Path(sys.argv[1])
     from safetensors import safe_open
@@ -66,14 +77,7 @@ def main() -> None:
              f"{n_params / 1e6:.2f} M parameters; file {path.stat().st_size / 1e6:.1f} MB (fp16)",
              f"- lambdas (loss = bpp + lambda*255^2*MSE): {', '.join(map(str, cfg.lambdas))}",
              f"- weights hash (in every .aec header): `{lm.weights_hash.hex()}`",
-             f"- trained on: {', '.join(meta.get('train_data', []))} (training split: every 20th image held out "
-             f"for validation; Kodak never used), random {meta.get('crop')}px crops, batch {meta.get('batch')}",
-             f"- steps: {meta.get('steps')}, Adam "
-             + (meta["schedule"] if meta.get("schedule") else f"lr {meta.get('lr')}"
-                + (f" (x{meta.get('decay_factor', 0.1)} from step {meta['decay_at']})"
-                   if meta.get("decay_at", 10**9) < 10**9 else ""))
-             + ", "
-             f"wall time {meta.get('train_hours')} h on {meta.get('hardware') or 'unknown hardware'}",
+             *[_stage(st) for st in meta.get("stages", [meta])],
              "- how: `aecodec train` (codec/training/loop.py): every sample of a batch draws its own quality "
              "level, loss = bpp + lambda*255^2*MSE, random 0.5-1 down-scaled crops with flips"]
     if meta.get("prior_refit"):

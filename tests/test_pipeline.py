@@ -53,10 +53,10 @@ def test_unknown_model_in_file_without_weights(tiny_model, photo):
 
 
 def test_quality_out_of_range(tiny_model, photo):
-    with pytest.raises(ValueError, match="between 0 and 8"):
+    with pytest.raises(ValueError, match="between -1 and 8"):
         codec.compress(photo, quality=9, model=tiny_model)
-    with pytest.raises(ValueError, match="between 0 and 8"):
-        codec.compress(photo, quality=-0.5, model=tiny_model)
+    with pytest.raises(ValueError, match="between -1 and 8"):
+        codec.compress(photo, quality=-1.5, model=tiny_model)
 
 
 def test_qualities_below_one_extrapolate_the_gains(tiny_model, photo):
@@ -65,12 +65,12 @@ def test_qualities_below_one_extrapolate_the_gains(tiny_model, photo):
     got = interp_levels(table, torch.tensor([0.0, 0.5, 1.0, 2.5, 3.0]))[:, 0].tolist()
     assert got == [-1.0, 0.0, 1.0, 3.5, 4.0]
     net = pipeline.load_model(str(tiny_model)).net
-    g0, g1 = (net.gains(torch.tensor([float(q)]))["y"] for q in (0, 1))
-    assert (g0 < g1).all()  # a coarser quantizer than the lowest trained level
-    sizes = [len(codec.compress(photo, quality=q, model=tiny_model)) for q in (0, 1, 8)]
-    assert sizes[0] <= sizes[1] < sizes[2]
-    res = codec.encode(photo, quality=0, model=tiny_model)
-    assert res.header.quality == 0 and np.array_equal(codec.decode(res.data, model=tiny_model).rgb, res.picture.rgb)
+    gm, g0, g1 = (net.gains(torch.tensor([float(q)]))["y"] for q in (-1, 0, 1))
+    assert (gm < g0).all() and (g0 < g1).all()  # coarser quantizers than the lowest trained level
+    sizes = [len(codec.compress(photo, quality=q, model=tiny_model)) for q in (-1, 0, 1, 8)]
+    assert sizes[0] <= sizes[1] <= sizes[2] < sizes[3]
+    res = codec.encode(photo, quality=-1, model=tiny_model)
+    assert res.header.quality == -1 and np.array_equal(codec.decode(res.data, model=tiny_model).rgb, res.picture.rgb)
 
 
 def test_target_bpp_is_met(tiny_model, photo):
