@@ -423,7 +423,7 @@ def pack(data, out, short_side, force):
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.argument("checkpoint", type=click.Path(exists=True))
 @click.option("-o", "--output", "out", required=True, help="Weights file to write (.safetensors).")
 @click.option("--id", "model_id", default="", help="Model id stored in the file and in .aec headers "
               "(codec checkpoints; a head's checkpoint exports as its kind).")
@@ -431,13 +431,16 @@ def pack(data, out, short_side, force):
 @click.option("-f", "--force", is_flag=True)
 @guarded
 def export(checkpoint, out, model_id, hardware, force):
-    """Turn a training checkpoint (codec or head) into a shipped weights file."""
+    """Turn a training checkpoint (codec or head; a .pt file or a compact
+    checkpoint folder) into a shipped weights file."""
     from codec.training import checkpoint as ckpt
     from codec.training.export import export as run
     from codec.training.heads import export_head
 
     if Path(out).exists() and not force:
         raise Failure(f"{out} already exists; pass -f/--force to overwrite it")
+    if Path(checkpoint).is_dir() and not (Path(checkpoint) / "state.json").exists():
+        raise Failure(f"{checkpoint} is a folder but not a compact checkpoint (no state.json)")
     st = ckpt.load(checkpoint)
     if "head_config" in st:
         kind = json.loads((Path(checkpoint).parent / "config.json").read_text()).get("kind", "")

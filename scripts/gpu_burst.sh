@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One GPU training burst, end to end (run on the device machine, repo root):
-# start from carry/init.safetensors, train on carry/pack.safetensors in PHASES
+# resume carry/compact/ (a compact checkpoint of an earlier burst: weights and
+# Adam moments) if it is there, else start from carry/init.safetensors (fresh
+# Adam, with a warm-up), train on carry/pack.safetensors in PHASES
 # (lr:minutes, each resuming the last), then write to $OUT: weights.safetensors
 # (fp16), compact/ (resumable, files < 16 MiB), log.csv, train_speed.json.
 # Every phase runs under its own timeout and a failed phase still leaves the
@@ -39,7 +41,11 @@ rm -rf "$RUN"
 mkdir -p "$OUT"
 timeout 120 $PY benchmarks/train_speed.py --cuda-only --json "$OUT/train_speed.json" || echo "train_speed failed"
 args=()
-[ -f carry/init.safetensors ] && args=(--init carry/init.safetensors)
+if [ -f carry/compact/state.json ]; then
+  mkdir -p "$RUN" && cp -r carry/compact "$RUN/" && args=(--resume)
+elif [ -f carry/init.safetensors ]; then
+  args=(--init carry/init.safetensors)
+fi
 for phase in $PHASES; do
   lr=${phase%%:*}
   minutes=${phase##*:}

@@ -134,6 +134,17 @@ def test_compact_checkpoint_resumes_the_run(folder, tmp_path):
         assert torch.equal(st["model"][k], expect), k
     resumed = checkpoint.load(train(cfg(folder, run2, 4), resume=True, log=lambda *_: None))
     assert resumed["step"] == 4
+    # a compact folder exports like a checkpoint file; another folder is refused in one line
+    from click.testing import CliRunner
+
+    from cli.main import main
+    from codec import weights
+    r = CliRunner().invoke(main, ["export", str(run2 / "compact"), "-o", str(tmp_path / "c.safetensors"),
+                                  "--id", "c"])
+    assert r.exit_code == 0, r.output
+    assert weights.load(tmp_path / "c.safetensors").meta["steps"] == 2
+    r = CliRunner().invoke(main, ["export", str(tmp_path), "-o", str(tmp_path / "d.safetensors"), "--id", "d"])
+    assert r.exit_code == 1 and "not a compact checkpoint" in r.output and len(r.output.splitlines()) == 1
 
 
 def _fit(folder, out, steps, resume):
