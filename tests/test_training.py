@@ -87,6 +87,20 @@ def test_split_holds_out_every_twentieth():
     assert val == ["000", "020", "040"] and len(train_) == 42 and not set(val) & set(train_)
 
 
+def test_pack_cli_writes_and_refuses_to_overwrite(folder, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import main
+    out = tmp_path / "p.safetensors"
+    r = CliRunner().invoke(main, ["pack", str(folder), "-o", str(out)])
+    assert r.exit_code == 0 and out.exists(), r.output
+    before = out.read_bytes()
+    r = CliRunner().invoke(main, ["pack", str(folder), "-o", str(out)])
+    assert r.exit_code == 1 and "--force" in r.output and out.read_bytes() == before
+    r = CliRunner().invoke(main, ["pack", str(folder), "-o", str(out), "--short-side", "40", "-f"])
+    assert r.exit_code == 0 and out.read_bytes() != before  # images re-encoded at a 40-pixel short side
+
+
 def test_pack_sampler_trains_without_image_folders(folder, tmp_path):
     from codec.training.pack import PackSampler, make_pack
     p = make_pack([folder], tmp_path / "pack.safetensors")
