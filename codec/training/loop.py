@@ -140,20 +140,22 @@ def train_step(model, fwd, opt, aux_opt, x, q, clip: float):
 
 
 def _distributed(tc):
-    """(rank, world size, device) -- set up by torchrun's environment, if any."""
+    """(rank, world size, device, whether this call started the process
+    group) -- set up by torchrun's environment, if any."""
     import os
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
-        return 0, 1, torch.device(tc.device)
+        return 0, 1, torch.device(tc.device), False
     import torch.distributed as dist
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     cuda = str(tc.device).startswith("cuda")
-    if not dist.is_initialized():
+    owns = not dist.is_initialized()
+    if owns:
         dist.init_process_group("nccl" if cuda else "gloo")
     device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
-    return rank, world, device
+    return rank, world, device, owns
 
 
 def _gather(obj, world):
@@ -177,7 +179,7 @@ def train(tc: TrainConfig, resume: bool = False, log=print) -> Path:
     if tc.crop % stride:
         raise ValueError(f"crop {tc.crop} must be a multiple of {stride} for this model")
     torch.set_num_threads(tc.threads)
-    rank, world, device = _distributed(tc)
+    rank, world, device, owns_group = _distributed(tc)
     out = Path(tc.out)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -295,4 +297,10 @@ def train(tc: TrainConfig, resume: bool = False, log=print) -> Path:
         fh.close()
     if bar is not None:
         bar.close()
+    if owns_group:
+        # every rank leaves together: a rank that exits while its peer is
+        # still in the process group can make gloo abort (seen once in CI)
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
     return saved
