@@ -230,7 +230,7 @@ def _write_image(im, dst: Path, force: bool) -> Path:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", "out", help="Output file, or folder when there are several inputs.")
 @click.option("-q", "--quality", type=float, default=4.0, show_default=True,
-              help="1 (smallest) to 8 (best); fractions allowed; the default model goes down to 0.")
+              help="1 (smallest) to 8 (best); fractions allowed; the default model goes down to -1.")
 @click.option("--target-bpp", type=float, help="Pick the quality that meets this bits per pixel.")
 @click.option("--target-psnr", type=float, help="Pick the lowest quality reaching this PSNR (dB).")
 @click.option("--model", help="Model id (see 'aecodec models') or a .safetensors file.")

@@ -31,7 +31,7 @@ def compress(image, quality: float = 4, model=None, max_pixels=DEFAULT_MAX_PIXEL
 
     ``quality`` runs from 1 (smallest file) to 8 (best); fractional values
     are allowed by the variable-rate default model, which also goes down to
-    0 (below 1 its gains are extrapolated: lower rates than any trained level). ``device="cuda"`` runs
+    -1 (below 1 its gains are extrapolated: lower rates than any trained level). ``device="cuda"`` runs
     the analysis transform on the GPU (decoding stays exact on the CPU).
     ``precision`` "fp32" or "bf16": the synthesis arithmetic every decoder
     of the file will use; None picks bf16 where the CPU has it natively.

@@ -2,7 +2,7 @@
 
 ``_open`` reads and checks only the header (size and mode); the pixels are
 decoded on ``load()`` by :class:`AecDecoder`, which reads the whole file.
-Save options: ``quality`` (1-8, default 4; the default model accepts 0-8) and ``model``.
+Save options: ``quality`` (1-8, default 4; the default model accepts -1 to 8) and ``model``.
 """
 
 from __future__ import annotations

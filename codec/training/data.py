@@ -45,7 +45,7 @@ def split(paths: list[Path], every: int = 20) -> tuple[list[Path], list[Path]]:
 
 
 def load_uint8(path) -> torch.Tensor:
-    """An image file as a (3, H, W) uint8 tensor."""
+    """An image file (path or binary file object) as a (3, H, W) uint8 tensor."""
     with Image.open(path) as im:
         arr = np.asarray(im.convert("RGB"))
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -32,10 +31,11 @@ from .data import CropSampler, list_images, load_uint8, split, validation_crops
 
 
 def _encoded(path: Path, short_side: int) -> bytes:
-    im = load_uint8(path)
-    h, w = im.shape[1:]
+    with Image.open(path) as im:  # reads the header only
+        w, h = im.size
     if min(h, w) <= short_side:
         return path.read_bytes()
+    im = load_uint8(path)
     s = short_side / min(h, w)
     x = F.interpolate(im[None].float(), size=(round(h * s), round(w * s)), mode="bilinear",
                       antialias=True, align_corners=False)
@@ -57,18 +57,12 @@ def make_pack(folders, out, short_side: int = 400) -> Path:
     return out
 
 
-def _decode(data: torch.Tensor) -> torch.Tensor:
-    with Image.open(io.BytesIO(data.numpy().tobytes())) as im:
-        arr = np.asarray(im.convert("RGB"))
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
-
-
 class PackSampler(CropSampler):
     """:class:`CropSampler` over a pack's images, decoded once and moved to ``device``."""
 
     def __init__(self, pack_path, crop: int, device="cpu") -> None:
         tensors = load_file(str(pack_path))
-        images = [_decode(tensors[k]).to(device) for k in sorted(tensors) if k.startswith("file/")]
+        images = [load_uint8(io.BytesIO(tensors[k].numpy().tobytes())).to(device) for k in sorted(tensors) if k.startswith("file/")]
         if not images:
             raise ValueError(f"{pack_path} holds no training images (made by an older 'aecodec pack'?)")
         super().__init__(images, crop)
