@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# The CUDA build of torch with its NVIDIA libraries is about 6 GB in .venv;
+# pip's download cache would hold another copy of the wheels, so skip it.
+export PIP_NO_CACHE_DIR=1
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
