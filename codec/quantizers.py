@@ -15,13 +15,14 @@ class ResidualVQ(nn.Module):
     residual stages as in SoundStream, Zeghidour et al. 2021).
 
     y (B, M, H, W) is cut into vectors of ``dim`` channels at every position
-    (G = M / dim groups). Stage s replaces the residual left by stages < s
-    with its nearest entry of codebook s (K entries). Using the first n
-    stages gives n * G * log2(K) raw bits per position: one model, several
+    (G = M / dim groups, each with its own codebooks: the groups hold
+    different channels). Stage s replaces the residual left by stages < s
+    with its nearest entry of codebook (s, g) (K entries). Using the first
+    n stages gives n * G * log2(K) raw bits per position: one model, several
     rates. Training: straight-through estimator, codebook and commitment
-    losses, codebooks initialised from the first batch's residuals, and
-    dead entries (unused for ``revive_after`` batches) re-seeded from
-    residuals of the current batch.
+    losses, codebooks initialised from the first batch's residuals (or by
+    k-means, :meth:`kmeans_init`), and dead entries (unused for
+    ``revive_after`` batches) re-seeded from residuals of the current batch.
     """
 
     def __init__(self, channels: int, dim: int, codebook: int, stages: int,
@@ -30,24 +31,43 @@ class ResidualVQ(nn.Module):
         if channels % dim:
             raise ValueError(f"latent channels {channels} must be a multiple of vq_dim {dim}")
         self.dim, self.k, self.stages, self.beta = dim, codebook, stages, beta
-        self.codebooks = nn.Parameter(torch.randn(stages, codebook, dim) * 0.1)
+        self.groups = channels // dim
+        self.codebooks = nn.Parameter(torch.randn(stages, self.groups, codebook, dim) * 0.1)
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
-        self.register_buffer("idle", torch.zeros(stages, codebook))
+        self.register_buffer("idle", torch.zeros(stages, self.groups, codebook))
         self.revive_after = revive_after
 
-    def _vectors(self, y):  # (B, M, H, W) -> (B*G*H*W, dim), and the layout to undo it
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Files from before per-group codebooks hold one codebook per stage,
+        # shared by every group: the same thing as G equal copies.
+        for name, dims in (("codebooks", 3), ("idle", 2)):
+            t = state_dict.get(prefix + name)
+            if t is not None and t.dim() == dims:
+                state_dict[prefix + name] = t.unsqueeze(1).expand(-1, self.groups, *t.shape[1:]).clone()
+        self.idle = torch.zeros(self.stages, self.groups, self.k)  # (weights.load may have resized it)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _vectors(self, y):  # (B, M, H, W) -> (G, B*H*W, dim), and the layout to undo it
         b, m, h, w = y.shape
-        v = y.reshape(b, m // self.dim, self.dim, h, w).permute(0, 1, 3, 4, 2).reshape(-1, self.dim)
-        return v, (b, m // self.dim, h, w)
+        v = y.reshape(b, self.groups, self.dim, h, w).permute(1, 0, 3, 4, 2).reshape(self.groups, -1, self.dim)
+        return v, (b, h, w)
 
     def _tensor(self, v, shape):
-        b, g, h, w = shape
-        return v.reshape(b, g, h, w, self.dim).permute(0, 1, 4, 2, 3).reshape(b, g * self.dim, h, w)
+        b, h, w = shape
+        return v.reshape(self.groups, b, h, w, self.dim).permute(1, 0, 4, 2, 3).reshape(b, -1, h, w)
 
     @staticmethod
     def _nearest(r, book):
-        d = r.pow(2).sum(1, keepdim=True) - 2 * r @ book.t() + book.pow(2).sum(1)[None]
-        return d.argmin(1)
+        """r (G, P, d), book (G, K, d) -> (G, P) index of the nearest entry."""
+        d = book.pow(2).sum(-1)[:, None, :] - 2 * r @ book.transpose(1, 2)
+        return d.argmin(-1)
+
+    @staticmethod
+    def _pick(book, idx):
+        """book (G, K, d), idx (G, P) -> (G, P, d). (Indexing, not gather:
+        its backward does not keep ``book``, which dead-code revival
+        changes in place before the backward pass.)"""
+        return book[torch.arange(book.shape[0], device=idx.device)[:, None], idx]
 
     def forward(self, y, stages: torch.Tensor):
         """y (B, M, H, W); stages (B,) ints in 1..S: how many stages each
@@ -56,22 +76,23 @@ class ResidualVQ(nn.Module):
         v, shape = self._vectors(y)
         if self.training and not bool(self.initialised):
             self._init_from(v.detach())
-        per = shape[1] * shape[2] * shape[3]
+        per = shape[1] * shape[2]
         use = (torch.arange(self.stages, device=y.device)[:, None] < stages[None, :])  # (S, B)
         residual, q_total, aux = v, torch.zeros_like(v), v.new_zeros(())
         syms = []
         for s in range(self.stages):
             book = self.codebooks[s]
             idx = self._nearest(residual.detach(), book.detach())
-            q = book[idx]
-            mask = use[s].repeat_interleave(per)[:, None].to(v.dtype)
+            q = self._pick(book, idx)
+            active = use[s].repeat_interleave(per)
+            mask = active[None, :, None].to(v.dtype)
             aux = aux + ((q - residual.detach()).pow(2) * mask).mean() + \
                 self.beta * ((residual - q.detach()).pow(2) * mask).mean()
             q_total = q_total + q * mask
             residual = residual - q.detach()
-            syms.append(idx.view(*shape))
+            syms.append(idx.view(self.groups, *shape).transpose(0, 1))
             if self.training:
-                self._track(s, idx, use[s].repeat_interleave(per), residual.detach() + q.detach())
+                self._track(s, idx, active, residual.detach() + q.detach())
         y_hat = self._tensor(q_total, shape)
         y_hat = y_hat + (y - y.detach()) if self.training else y_hat  # straight through
         return y_hat, torch.stack(syms), aux
@@ -80,26 +101,52 @@ class ResidualVQ(nn.Module):
     def _init_from(self, v):
         residual = v
         for s in range(self.stages):
-            pick = torch.randint(len(residual), (self.k,))
-            self.codebooks[s].copy_(residual[pick])
-            residual = residual - self.codebooks[s][self._nearest(residual, self.codebooks[s])]
+            pick = torch.randint(residual.shape[1], (self.k,))
+            self.codebooks[s].copy_(residual[:, pick])
+            residual = residual - self._pick(self.codebooks[s], self._nearest(residual, self.codebooks[s]))
         self.initialised.fill_(True)
 
     @torch.no_grad()
+    def kmeans_init(self, y: torch.Tensor, iters: int = 20, gen: torch.Generator | None = None) -> torch.Tensor:
+        """Codebooks by k-means (Lloyd) on the latents ``y`` (B, M, H, W),
+        stage after stage on the residual of the stages before. Returns the
+        symbol counts (S, G, K) of ``y`` under the new codebooks."""
+        residual, _ = self._vectors(y)
+        n = residual.shape[1]
+        counts = torch.zeros(self.stages, self.groups, self.k)
+        for s in range(self.stages):
+            book = residual[:, torch.randperm(n, generator=gen)[:self.k]].clone()
+            for _ in range(iters):
+                idx = self._nearest(residual, book)
+                for g in range(self.groups):
+                    sums = torch.zeros_like(book[g]).index_add_(0, idx[g], residual[g])
+                    num = torch.bincount(idx[g], minlength=self.k).to(sums.dtype)
+                    reseed = residual[g, torch.randint(n, (self.k,), generator=gen)]
+                    book[g] = torch.where(num[:, None] > 0, sums / num.clamp_min(1)[:, None], reseed)
+            idx = self._nearest(residual, book)
+            for g in range(self.groups):
+                counts[s, g] = torch.bincount(idx[g], minlength=self.k).float()
+            self.codebooks[s].copy_(book)
+            residual = residual - self._pick(book, idx)
+        self.initialised.fill_(True)
+        return counts
+
+    @torch.no_grad()
     def _track(self, s, idx, active, residual_in):
-        used = torch.bincount(idx[active], minlength=self.k) > 0
-        self.idle[s] = torch.where(used, torch.zeros_like(self.idle[s]), self.idle[s] + 1)
-        dead = torch.nonzero(self.idle[s] >= self.revive_after).flatten()
-        if len(dead) and active.any():
-            pool = residual_in[active]
-            self.codebooks[s][dead] = pool[torch.randint(len(pool), (len(dead),))]
-            self.idle[s][dead] = 0
+        for g in range(self.groups):
+            used = torch.bincount(idx[g][active], minlength=self.k) > 0
+            self.idle[s, g] = torch.where(used, torch.zeros_like(self.idle[s, g]), self.idle[s, g] + 1)
+            dead = torch.nonzero(self.idle[s, g] >= self.revive_after).flatten()
+            if len(dead) and active.any():
+                pool = residual_in[g][active]
+                self.codebooks[s, g][dead] = pool[torch.randint(len(pool), (len(dead),))]
+                self.idle[s, g][dead] = 0
 
     def lookup(self, syms: torch.Tensor, n: int) -> torch.Tensor:
-        """Symbols of the first n stages (n, 1, G, H, W) -> y_hat (1, M, H, W)."""
+        """Symbols of the first n stages (n, B, G, H, W) -> y_hat (B, M, H, W)."""
         _, b, g, h, w = syms.shape
-        v = sum(self.codebooks[s][syms[s].reshape(-1)] for s in range(n))
-        return self._tensor(v, (b, g, h, w))
+        v = sum(self._pick(self.codebooks[s], syms[s].transpose(0, 1).reshape(g, -1)) for s in range(n))
+        return self._tensor(v, (b, h, w))
 
 
 class BinaryQuantizer(nn.Module):

@@ -83,10 +83,48 @@ def test_vq_revives_dead_codes():
     y = torch.randn(2, 4, 4, 4)
     vq(y, torch.tensor([1, 1]))
     with torch.no_grad():
-        vq.codebooks[0, 3] = 1e6  # unreachable entry
+        vq.codebooks[0, 0, 3] = 1e6  # unreachable entry
     for _ in range(3):
         vq(y, torch.tensor([1, 1]))
-    assert vq.codebooks[0, 3].abs().max() < 1e3
+    assert vq.codebooks[0, 0, 3].abs().max() < 1e3
+
+
+def test_vq_trains_through_dead_code_revival():
+    from codec.quantizers import ResidualVQ
+    torch.manual_seed(0)
+    vq = ResidualVQ(8, 4, 16, 2, revive_after=1).train()
+    y = torch.randn(2, 8, 4, 4, requires_grad=True)
+    for _ in range(3):  # every step revives the entries the batch left unused, in place
+        y_hat, _, aux = vq(y, torch.tensor([2, 1]))
+        (aux + y_hat.pow(2).mean()).backward()
+    assert vq.codebooks.grad is not None and y.grad is not None
+
+
+def test_vq_loads_files_with_one_codebook_shared_by_all_groups():
+    from codec.quantizers import ResidualVQ
+    torch.manual_seed(0)
+    vq = ResidualVQ(8, 4, 16, 2)
+    shared = torch.randn(2, 16, 4)
+    vq.load_state_dict({"codebooks": shared, "initialised": torch.tensor(True), "idle": torch.zeros(2, 16)})
+    y = torch.randn(1, 8, 3, 3)
+    _, syms, _ = vq.eval()(y, torch.tensor([2]))
+    old = shared[0][syms[0, 0, 1].reshape(-1)] + shared[1][syms[1, 0, 1].reshape(-1)]  # group 1, by hand
+    assert torch.equal(vq.lookup(syms, 2)[0, 4:].permute(1, 2, 0).reshape(-1, 4), old)
+
+
+def test_vq_kmeans_init_fits_each_group_its_own_codebook():
+    from codec.quantizers import ResidualVQ
+    gen = torch.Generator().manual_seed(0)
+    # group 0: four tight clusters; group 1: the same clusters 100x larger
+    centres = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]])
+    pts = centres[torch.randint(4, (256,), generator=gen)] + 0.01 * torch.randn(256, 2, generator=gen)
+    y = torch.cat([pts, 100 * pts], 1).T.reshape(1, 4, 16, 16)
+    vq = ResidualVQ(4, 2, 4, 1)
+    counts = vq.kmeans_init(y, gen=gen)
+    assert counts.sum().item() == 2 * 256 and bool(vq.initialised)
+    y_hat, _, _ = vq.eval()(y, torch.tensor([1]))
+    assert (y_hat - y).abs().max() < 0.1 * 100  # every cluster has its own entry, in both groups
+    assert (y_hat[:, :2] - y[:, :2]).abs().max() < 0.1
 
 
 def test_binary_rate_is_below_the_raw_bit_count(bin_file, photo):
