@@ -91,7 +91,7 @@ class ResidualVQ(nn.Module):
             q_total = q_total + q * mask
             residual = residual - q.detach()
             syms.append(idx.view(self.groups, *shape).transpose(0, 1))
-            if self.training:
+            if self.training and self.codebooks.requires_grad:  # (frozen codebooks stay as they are)
                 self._track(s, idx, active, residual.detach() + q.detach())
         y_hat = self._tensor(q_total, shape)
         y_hat = y_hat + (y - y.detach()) if self.training else y_hat  # straight through

@@ -216,3 +216,23 @@ def test_warmup_ramps_the_learning_rate_from_step_zero():
     assert lr_at(tc, 99) == pytest.approx(1e-4) and lr_at(tc, 400) == pytest.approx(1e-4)
     assert lr_at(tc, 500) == pytest.approx(1e-5)
     assert lr_at(TrainConfig(lr=1e-4), 0) == 1e-4
+
+
+def test_freeze_trains_only_the_rest(folder, tmp_path):
+    from dataclasses import replace
+    tc = cfg(folder, tmp_path / "f", 3)
+    tc = replace(tc, model=ModelConfig(arch="vq", N=8, M=12, codebook=8, vq_dim=4, lambdas=(0.01, 0.05)),
+                 freeze=("g_a", "vq", "prior_logits"), lr=1e-2)
+    torch.manual_seed(0)
+    first = checkpoint.load(train(replace(tc, steps=1, out=str(tmp_path / "f1")), log=lambda *_: None))["model"]
+    last = checkpoint.load(train(tc, log=lambda *_: None))["model"]
+    for k, v in first.items():
+        if k.startswith(("g_a", "vq.codebooks", "prior_logits")):
+            assert torch.equal(v, last[k]), k
+    assert not torch.equal(first["g_s.0.weight"], last["g_s.0.weight"])
+
+
+def test_freeze_refuses_unknown_names(folder, tmp_path):
+    from dataclasses import replace
+    with pytest.raises(ValueError, match="no parameters named nope"):
+        train(replace(cfg(folder, tmp_path / "u", 1), freeze=("nope",)), log=lambda *_: None)

@@ -49,6 +49,7 @@ class TrainConfig:
     compile: bool = False
     pack: str = ""                   # a crop pack (pack.py) instead of image folders
     init: str = ""                   # start from these weights (.safetensors) when not resuming
+    freeze: tuple = ()               # parameter-name prefixes kept fixed (e.g. g_a, vq: fine-tune g_s alone)
     progress: bool = True
 
     def to_dict(self) -> dict:
@@ -107,8 +108,14 @@ def validate(model, crops, qualities=(1, 4, 8)) -> dict:
 
 
 def _optimizers(model, tc):
-    aux = {n for n, _ in model.named_parameters() if n.endswith(".quantiles")}
-    main = [p for n, p in model.named_parameters() if n not in aux]
+    frozen = [n for n, p in model.named_parameters() if n.startswith(tuple(tc.freeze))]
+    unknown = [f for f in tc.freeze if not any(n.startswith(f) for n in frozen)]
+    if unknown:
+        raise ValueError(f"--freeze: no parameters named {', '.join(unknown)}*")
+    for n in frozen:
+        model.get_parameter(n).requires_grad_(False)
+    aux = {n for n, p in model.named_parameters() if n.endswith(".quantiles") and p.requires_grad}
+    main = [p for n, p in model.named_parameters() if n not in aux and p.requires_grad]
     aux_p = [p for n, p in model.named_parameters() if n in aux]
     fused = {"fused": True} if str(tc.device).startswith("cuda") else {}
     aux_opt = torch.optim.Adam(aux_p, lr=tc.aux_lr, **fused) if aux_p else None
