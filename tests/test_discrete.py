@@ -242,3 +242,26 @@ def test_vq_copy_probabilities_are_distributions(vq_file):
     p = net.copy_probs(grid, 1, 2, rest)
     row = list(zip(*np.nonzero(rest))).index((r, c))
     assert p[row, 7] >= 20000 / 65536
+
+
+def test_vq_started_from_a_hyperprior_keeps_its_synthesis_and_decodes_exactly(photo, tmp_path):
+    from codec import weights
+    from codec.models import HyperpriorCodec
+    from codec.training.transfer import vq_from_hyperprior
+    torch.manual_seed(0)
+    hp = HyperpriorCodec(ModelConfig(N=8, M=12)).eval()
+    crops = [torch.rand(2, 3, 64, 64) for _ in range(2)]
+    net, facts = vq_from_hyperprior(hp, crops, codebook=8, vq_dim=4, stages=2, quality=3,
+                                    gen=torch.Generator().manual_seed(0))
+    assert net.cfg.arch == "vq" and net.cfg.levels == 2 and facts["vectors_per_group"] == 2 * 2 * 16
+    assert torch.equal(net.g_s[0].weight, hp.g_s[0].weight)
+    # g_a's output is the hyperprior's latent times gain * inv_gain of quality 3
+    g = hp.gains(torch.tensor([3.0]))
+    x = crops[0]
+    with torch.no_grad():
+        assert torch.allclose(net.g_a(x), hp.g_a(x) * g["y"] * g["y_inv"], atol=1e-5)
+    path = weights.save(net, tmp_path / "vq.safetensors", "vq-test")
+    res = codec.encode(photo, quality=2, model=path)
+    assert np.array_equal(codec.decode(res.data, model=path).rgb, res.picture.rgb)
+    with pytest.raises(ValueError, match="fewer than 9 stages"):
+        vq_from_hyperprior(hp, crops, codebook=8, vq_dim=4, stages=9)
