@@ -54,7 +54,10 @@ def _stage(meta: dict) -> str:
     lr = meta["schedule"] if meta.get("schedule") else f"lr {meta.get('lr')}" + (
         f" (x{meta.get('decay_factor', 0.1)} from step {meta['decay_at']})"
         if meta.get("decay_at", 10**9) < 10**9 else "")
-    return (f"- {meta.get('steps')} steps on {', '.join(meta.get('train_data', []))} (training split: every "
+    start = (f"- start: `{meta['init_from']}`" + (f": {meta['init']}" if meta.get("init") else "") + "\n"
+             if meta.get("init_from") else "")
+    frozen = f" ({', '.join(meta['frozen'])} frozen)" if meta.get("frozen") else ""
+    return start + (f"- {meta.get('steps')} steps{frozen} on {', '.join(meta.get('train_data', []))} (training split: every "
             f"20th image held out for validation; Kodak never used), random {meta.get('crop')}px crops, "
             f"batch {meta.get('batch')}, Adam {lr}; wall time {meta.get('train_hours')} h on "
             f"{meta.get('hardware') or 'unknown hardware'}")

@@ -225,7 +225,10 @@ def test_freeze_trains_only_the_rest(folder, tmp_path):
                  freeze=("g_a", "vq", "prior_logits"), lr=1e-2)
     torch.manual_seed(0)
     first = checkpoint.load(train(replace(tc, steps=1, out=str(tmp_path / "f1")), log=lambda *_: None))["model"]
-    last = checkpoint.load(train(tc, log=lambda *_: None))["model"]
+    path = train(tc, log=lambda *_: None)
+    last = checkpoint.load(path)["model"]
+    from codec.training.export import export
+    assert export(path, tmp_path / "w.safetensors", "t")["frozen"] == ["g_a", "vq", "prior_logits"]
     for k, v in first.items():
         if k.startswith(("g_a", "vq.codebooks", "prior_logits")):
             assert torch.equal(v, last[k]), k

@@ -39,5 +39,13 @@ def export(ckpt_path, out_path, model_id: str, hardware: str = "") -> dict:
             "batch": tc["batch"], "lr": tc["lr"], "decay_at": tc["decay_at"],
             "decay_factor": tc.get("decay_factor", 0.1),
             "train_hours": wall, "hardware": hardware, "checkpoint": ckpt_path.name}
+    if tc.get("freeze"):
+        meta["frozen"] = list(tc["freeze"])
+    if tc.get("init"):  # where the run started, and how that start was made (if its file says)
+        meta["init_from"] = Path(tc["init"]).name
+        if Path(tc["init"]).exists():
+            how = weights.load(tc["init"]).meta.get("init")
+            if how:
+                meta["init"] = how
     weights.save(net, out_path, model_id, meta)
     return meta
