@@ -292,15 +292,12 @@ class VQCodec(TransformCodec):
         group g, from the anchors' indices in ``grid`` (h, w)."""
         pf = self._pmfs(s + 1)[s * self.groups + g]
         a = float(self.copy_int[s, g]) / 65536.0
-        rr, cc = np.nonzero(rest)
-        counts = np.zeros((len(rr), self.cfg.codebook))
-        m = np.zeros(len(rr))
-        h, w = grid.shape
-        for dh, dw in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-            r2, c2 = rr + dh, cc + dw
-            ok = (r2 >= 0) & (r2 < h) & (c2 >= 0) & (c2 < w)
-            np.add.at(counts, (np.nonzero(ok)[0], grid[r2[ok], c2[ok]]), 1.0)
-            m += ok
+        nb = neighbour_indices(grid, rest)
+        counts = np.zeros((len(nb), self.cfg.codebook))
+        for j in range(4):
+            ok = nb[:, j] >= 0
+            np.add.at(counts, (np.nonzero(ok)[0], nb[ok, j]), 1.0)
+        m = (nb >= 0).sum(1)
         return (1 - a) * pf[None, :] + a * counts / np.maximum(m, 1)[:, None]
 
     def code_side(self, y, quality):
@@ -354,6 +351,19 @@ class VQCodec(TransformCodec):
 
 
 CONTEXT_STATES = 5
+
+
+def neighbour_indices(grid: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """(n, 4) the indices in ``grid`` (h, w) below, above, right of and left
+    of each position where ``rest`` is true (row-major order); -1 outside."""
+    rr, cc = np.nonzero(rest)
+    h, w = grid.shape
+    nb = np.full((len(rr), 4), -1, np.int64)
+    for j, (dh, dw) in enumerate(((1, 0), (-1, 0), (0, 1), (0, -1))):
+        r2, c2 = rr + dh, cc + dw
+        ok = (r2 >= 0) & (r2 < h) & (c2 >= 0) & (c2 < w)
+        nb[ok, j] = grid[r2[ok], c2[ok]]
+    return nb
 
 
 def checkerboard(h: int, w: int) -> torch.Tensor:

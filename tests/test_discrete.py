@@ -265,3 +265,31 @@ def test_vq_started_from_a_hyperprior_keeps_its_synthesis_and_decodes_exactly(ph
     assert np.array_equal(codec.decode(res.data, model=path).rgb, res.picture.rgb)
     with pytest.raises(ValueError, match="fewer than 9 stages"):
         vq_from_hyperprior(hp, crops, codebook=8, vq_dim=4, stages=9)
+
+
+def test_neighbour_indices_and_the_copy_term():
+    from codec.models import neighbour_indices
+    grid = np.arange(12).reshape(3, 4)
+    rest = np.zeros((3, 4), bool)
+    rest[0, 0] = rest[1, 1] = True
+    nb = neighbour_indices(grid, rest)
+    assert nb.tolist() == [[4, -1, 1, -1], [9, 1, 6, 4]]
+    net = VQCodec(replace_cfg(VQ_CFG, context=True))
+    net.copy_int.fill_(65536)  # copy weight 1: the rows are the neighbour shares alone
+    probs = net.copy_probs(np.array([[3, 5], [5, 0]]), 0, 0, np.array([[False, True], [True, False]]))
+    assert probs[0, 3] == probs[0, 0] == probs[1, 3] == probs[1, 0] == 0.5  # (the 5s are not neighbours)
+    assert probs.sum(1).tolist() == [1.0, 1.0]
+
+
+def test_vq_context_fit_codes_fewer_bits_and_round_trips_exactly(vq_file, folder_of, photo, tmp_path):
+    from codec.training.refit import fit_vq_context, with_context
+    net = with_context(weights.load(vq_file).net)
+    fit = fit_vq_context(net, [folder_of])
+    assert fit["context_bits_per_index"] <= fit["factorized_bits_per_index"] + 1e-9
+    assert ((net.copy_int > 0) & (net.copy_int < 65536)).all()
+    assert_round_trips_exactly(photo, weights.save(net, tmp_path / "vqctx.safetensors", "vq-ctx"), 3)
+
+
+def replace_cfg(cfg, **kw):
+    from dataclasses import replace
+    return replace(cfg, **kw)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from .. import tiling
-from ..models import CONTEXT_STATES, BinaryCodec, VQCodec, checkerboard, context_state
+from ..models import CONTEXT_STATES, BinaryCodec, VQCodec, checkerboard, context_state, neighbour_indices
 from .data import list_images, load_uint8, split
 
 
@@ -94,13 +94,13 @@ def fit_vq_context(net: VQCodec, folders, iterations: int = 30) -> dict:
         _, syms, _ = net.vq(y, torch.tensor([S]))
         h, w = syms.shape[-2:]
         rest = ~checkerboard(h, w).numpy()
-        net.copy_int.fill_(65536)  # a = 1: copy_probs gives the neighbour frequencies alone
         for s in range(S):
             pmf = net._pmfs(s + 1)
             for g in range(G):
                 grid = syms[s, 0, g].numpy()
                 sym = grid[rest]
-                q = net.copy_probs(grid, s, g, rest)[np.arange(len(sym)), sym]
+                nb = neighbour_indices(grid, rest)  # the copy term alone: share of neighbours equal to sym
+                q = (nb == sym[:, None]).sum(1) / np.maximum((nb >= 0).sum(1), 1)
                 pf_all[s][g].append(pmf[s * G + g][sym])
                 q_all[s][g].append(q)
     before = after = count = 0.0
