@@ -353,7 +353,7 @@ def models(as_json):
         size = f"{r['bytes'] / 1e6:.1f} MB" if r["bytes"] else "not installed"
         mark = " (default)" if r["default"] else ""
         q = r["qualities"]
-        click.echo(f"{r['id']}{mark}: {r['latent_kind']} latent, quality {q[0]:g}-{q[1]:g}, "
+        click.echo(f"{r['id']}{mark}: {r['latent_kind']} latent, quality {q[0]:g} to {q[1]:g}, "
                    f"{size} - {r['purpose']}")
 
 

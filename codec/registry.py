@@ -38,11 +38,11 @@ class ModelEntry:
 
 MODELS: dict[str, ModelEntry] = {
     e.id: e for e in (
-        ModelEntry("hyperprior-vr", "scalar", "hyperprior-vr.safetensors", (1.0, 8.0),
-                   "default photo codec: variable-rate mean-scale hyperprior, any quality 1-8",
+        ModelEntry("hyperprior-vr", "scalar", "hyperprior-vr.safetensors", (-1.0, 8.0),
+                   "default photo codec: variable-rate mean-scale hyperprior, any quality -1 to 8",
                    default=True),
-        ModelEntry("vq-residual", "vq", "vq-residual.safetensors", (1.0, 4.0),
-                   "VQ-VAE codec: 4-stage residual VQ, quality = stages used (demonstration-grade)"),
+        ModelEntry("vq-residual", "vq", "vq-residual.safetensors", (1.0, 6.0),
+                   "VQ-VAE codec on the default model's transforms: 6-stage residual VQ, quality = stages used"),
         ModelEntry("binary-nested", "binary", "binary-nested.safetensors", (1.0, 6.0),
                    "binary codec: sign bits, quality = share of channels kept (demonstration-grade)"),
     )

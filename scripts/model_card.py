@@ -84,8 +84,9 @@ def main() -> None:
              "- how: `aecodec train` (codec/training/loop.py): every sample of a batch draws its own quality "
              "level, loss = bpp + lambda*255^2*MSE, random 0.5-1 down-scaled crops with flips"]
     if meta.get("prior_refit"):
-        what = ("checkerboard context model for the bits" if cfg.context
-                else "factorized categorical prior of the indices")
+        symbols = "indices" if cfg.arch == "vq" else "bits"
+        what = (f"checkerboard context model for the {symbols}" if cfg.context
+                else f"factorized prior of the {symbols}")
         fig = ", ".join(f"{k} {v:.3f}" for k, v in meta["prior_refit"].items())
         lines.append(f"- prior: {what} refitted by counting symbols on the training images "
                      f"(`aecodec refit`, codec/training/refit.py; transforms unchanged): {fig}")
