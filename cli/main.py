@@ -54,6 +54,10 @@ def guarded(fn):
             if isinstance(exc, KeyboardInterrupt):
                 click.echo("aecodec: interrupted", err=True)
                 sys.exit(130)
+            if isinstance(exc, BrokenPipeError):  # stdout's reader left (| head): stop quietly
+                import os
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                sys.exit(141)
             click.echo(f"aecodec: error: {_fail_line(exc)}", err=True)
             sys.exit(1)
     return wrapper

@@ -201,3 +201,13 @@ def test_effort_gives_a_file_that_decodes_and_bad_effort_is_a_usage_error(tiny_m
     assert run("decompress", f, "--model", tiny_model, "-o", tmp_path / "e.png").exit_code == 0
     r = run("compress", photo_png, "--model", tiny_model, "-o", tmp_path / "x.aec", "--effort", "-3")
     assert r.exit_code == 2 and not (tmp_path / "x.aec").exists()
+
+
+def test_a_reader_that_leaves_early_is_not_an_error():
+    # `aecodec models | head -c 1`: the pipe closes before aecodec writes
+    p = subprocess.Popen([sys.executable, "-m", "cli.main", "models"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait(timeout=120) != 0
+    assert err == b""
