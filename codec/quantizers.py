@@ -44,7 +44,8 @@ class ResidualVQ(nn.Module):
             t = state_dict.get(prefix + name)
             if t is not None and t.dim() == dims:
                 state_dict[prefix + name] = t.unsqueeze(1).expand(-1, self.groups, *t.shape[1:]).clone()
-        self.idle = torch.zeros(self.stages, self.groups, self.k)  # (weights.load may have resized it)
+        if self.idle.shape != (self.stages, self.groups, self.k):  # weights.load resized it to an old file's
+            self.idle = torch.zeros(self.stages, self.groups, self.k)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _vectors(self, y):  # (B, M, H, W) -> (G, B*H*W, dim), and the layout to undo it

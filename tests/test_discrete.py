@@ -110,6 +110,11 @@ def test_vq_loads_files_with_one_codebook_shared_by_all_groups():
     _, syms, _ = vq.eval()(y, torch.tensor([2]))
     old = shared[0][syms[0, 0, 1].reshape(-1)] + shared[1][syms[1, 0, 1].reshape(-1)]  # group 1, by hand
     assert torch.equal(vq.lookup(syms, 2)[0, 4:].permute(1, 2, 0).reshape(-1, 4), old)
+    # and a current state dict loads as it is, dead-code counters included (resuming training)
+    vq.idle.fill_(7)
+    again = ResidualVQ(8, 4, 16, 2)
+    again.load_state_dict(vq.state_dict())
+    assert torch.equal(again.idle, vq.idle) and torch.equal(again.codebooks, vq.codebooks)
 
 
 def test_vq_kmeans_init_fits_each_group_its_own_codebook():
