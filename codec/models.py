@@ -283,6 +283,16 @@ class VQCodec(TransformCodec):
         p = torch.softmax(self.prior_logits.detach().double(), -1)
         self.pmf_int.copy_((p * 65536).round().clamp_min(1).to(torch.int32))
 
+    @torch.no_grad()
+    def set_prior(self, counts: torch.Tensor, smoothing: float = 0.5) -> torch.Tensor:
+        """The factorized prior from symbol counts (S, G, K), each plus
+        ``smoothing``; coding tables rebuilt. -> the probabilities (float64)."""
+        c = counts.double() + smoothing
+        p = c / c.sum(-1, keepdim=True)
+        self.prior_logits.data.copy_(p.log().float())
+        self.update_tables()
+        return p
+
     def _pmfs(self, n):
         pmf = self.pmf_int.double()
         return [(pmf[s, g] / pmf[s, g].sum()).numpy() for s in range(n) for g in range(self.groups)]

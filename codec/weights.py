@@ -43,11 +43,15 @@ def content_hash(tensors: dict, config_json: str) -> bytes:
     return h.digest()[:8]
 
 
-def file_hash(path) -> bytes:
+def file_metadata(path) -> dict:
+    """The string metadata of a safetensors file (its header only)."""
     from safetensors import safe_open
     with safe_open(str(path), "pt") as fh:
-        config = (fh.metadata() or {}).get("config", "")
-    return content_hash(load_file(str(path)), config)
+        return fh.metadata() or {}
+
+
+def file_hash(path) -> bytes:
+    return content_hash(load_file(str(path)), file_metadata(path).get("config", ""))
 
 
 def save(model: torch.nn.Module, path, model_id: str, meta: dict | None = None) -> Path:
@@ -104,9 +108,7 @@ def load_state(model: torch.nn.Module, state: dict) -> torch.nn.Module:
 
 def load(path) -> LoadedModel:
     path = Path(path)
-    from safetensors import safe_open
-    with safe_open(str(path), "pt") as fh:
-        metadata = fh.metadata() or {}
+    metadata = file_metadata(path)
     if "config" not in metadata:
         raise ValueError(f"{path}: not an aecodec weights file (no config in its metadata)")
     cfg = ModelConfig.from_json(metadata["config"])

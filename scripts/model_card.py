@@ -65,9 +65,7 @@ def _stage(meta: dict) -> str:
 
 def main() -> None:
     path = Path(sys.argv[1])
-    from safetensors import safe_open
-    with safe_open(str(path), "pt") as fh:
-        md = fh.metadata() or {}
+    md = weights.file_metadata(path)
     if "kind" in md:
         return head_card(path, md)
     res_path = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("kodak_eval/results/results.json")

@@ -270,6 +270,8 @@ def test_vq_started_from_a_hyperprior_keeps_its_synthesis_and_decodes_exactly(ph
     assert np.array_equal(codec.decode(res.data, model=path).rgb, res.picture.rgb)
     with pytest.raises(ValueError, match="fewer than 9 stages"):
         vq_from_hyperprior(hp, crops, codebook=8, vq_dim=4, stages=9)
+    with pytest.raises(ValueError, match="a trained level"):
+        vq_from_hyperprior(hp, crops, codebook=8, vq_dim=4, stages=2, quality=0)
 
 
 def test_neighbour_indices_and_the_copy_term():

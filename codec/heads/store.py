@@ -11,10 +11,10 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file
 
 from ..registry import WEIGHTS_DIR
+from ..weights import file_metadata
 
 
 def config_from_json(cls, text: str):
@@ -38,8 +38,7 @@ def load_head(path, kind: str, cls_config, cls_net) -> torch.nn.Module:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{kind} weights not found: {path}")
-    with safe_open(str(path), "pt") as fh:
-        md = fh.metadata() or {}
+    md = file_metadata(path)
     if md.get("kind") != kind:
         raise ValueError(f"{path}: not a {kind} weights file")
     net = cls_net(config_from_json(cls_config, md["config"]))

@@ -44,7 +44,7 @@ def export(ckpt_path, out_path, model_id: str, hardware: str = "") -> dict:
     if tc.get("init"):  # where the run started, and how that start was made (if its file says)
         meta["init_from"] = Path(tc["init"]).name
         if Path(tc["init"]).exists():
-            how = weights.load(tc["init"]).meta.get("init")
+            how = json.loads(weights.file_metadata(tc["init"]).get("meta", "{}")).get("init")
             if how:
                 meta["init"] = how
     weights.save(net, out_path, model_id, meta)

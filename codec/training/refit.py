@@ -34,15 +34,13 @@ def _latents(net, folders, scales=(1.0, 0.5)):
 @torch.no_grad()
 def refit_vq_prior(net: VQCodec, folders, smoothing: float = 0.5) -> dict:
     S, G, K = net.cfg.levels, net.groups, net.cfg.codebook
-    counts = torch.full((S, G, K), smoothing, dtype=torch.float64)
+    counts = torch.zeros((S, G, K), dtype=torch.float64)
     for y in _latents(net, folders):
         _, syms, _ = net.vq(y, torch.tensor([S]))                        # (S, 1, G, h, w)
         for s in range(S):
             for g in range(G):
                 counts[s, g] += torch.bincount(syms[s, 0, g].reshape(-1), minlength=K).double()
-    p = counts / counts.sum(-1, keepdim=True)
-    net.prior_logits.data.copy_(p.log().float())
-    net.update_tables()
+    p = net.set_prior(counts, smoothing)
     ent = float(-(p * p.log2()).sum(-1).mean())
     return {"mean_entropy_bits_per_index": ent}
 

@@ -32,16 +32,15 @@ def vq_from_hyperprior(hp: HyperpriorCodec, crops, codebook: int = 1024, vq_dim:
     net = build(cfg)
     net.g_a.load_state_dict(hp.g_a.state_dict())
     net.g_s.load_state_dict(hp.g_s.state_dict())
-    q = hp.check_quality(quality)
-    scale = torch.exp(hp.log_gain[int(q) - 1] + hp.log_inv_gain[int(q) - 1])
+    if quality not in range(1, hp.cfg.levels + 1):
+        raise ValueError(f"quality must be a trained level, 1 to {hp.cfg.levels}, got {quality}")
+    scale = torch.exp(hp.log_gain[quality - 1] + hp.log_inv_gain[quality - 1])
     last = net.g_a[-1]
     last.weight.mul_(scale[:, None, None, None])
     last.bias.mul_(scale)
     y = torch.cat([net.g_a(x) for x in crops])
     counts = net.vq.kmeans_init(y, gen=gen)
-    freq = (counts + 0.5) / (counts + 0.5).sum(-1, keepdim=True)
-    net.prior_logits.copy_(torch.log(freq))
-    net.update_tables()
-    bits = -(counts / counts.sum(-1, keepdim=True) * torch.log2(freq)).sum(-1).mean(1)
+    p = net.set_prior(counts)
+    bits = -(counts / counts.sum(-1, keepdim=True) * torch.log2(p)).sum(-1).mean(1)
     return net.eval(), {"vectors_per_group": int(counts[0, 0].sum()), "codebook_usage": float((counts > 0).float().mean()),
-                        "bits_per_index": [round(float(b), 3) for b in bits], "gain_of_quality": int(q)}
+                        "bits_per_index": [round(float(b), 3) for b in bits], "gain_of_quality": quality}
