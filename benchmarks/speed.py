@@ -4,7 +4,8 @@ implementation of the same architecture and Pillow's JPEG / WebP / AVIF.
     python benchmarks/speed.py [--model ID|PATH] [--images A.png,B.png] [--repeat 5]
 
 For aecodec, decode time is split into entropy decoding (constriction: z and
-y streams) and transforms (h_s in float64 and g_s). CompressAI's reference
+y streams) and transforms (h_s: integer layers where the model has them,
+else float64; g_s), tile by tile as the decoder runs them. CompressAI's reference
 (``MeanScaleHyperprior`` with random weights, its own rANS coder) runs at
 the same N, M on the same pixels. Prints a table, writes JSON.
 """
@@ -24,7 +25,8 @@ import torch
 from PIL import Image
 
 from codec import pipeline, tiling
-from codec.models import pad_to
+from codec.container import FLAG_Y_TABLES
+from codec.models import pad_to, y_slice
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = [ROOT.parent / "shared/data/kodak/kodim01.png",
@@ -47,18 +49,24 @@ def bench_aecodec(lm, img, repeat, quality=4.0, precision="fp32"):
     # decode, split by stage
     from codec.container import unpack
     header, streams = unpack(res.data)
-    hp, wp = (-(-header.height // 64) * 64), (-(-header.width // 64) * 64)
-    g = net._single_gains(quality)
-    lat = net.latent
-    t = {}
+    hp, wp = tiling.padded_size(net, header.height, header.width)
+    tables = bool(header.flags & FLAG_Y_TABLES)
+    rects = tiling.rects(hp, wp, header.tile * 64)
+    t = {"h_s": 0.0, "y_decode": 0.0}
     with torch.inference_mode():
-        t["z_decode"], z_hat = _best(lambda: lat.z.decompress(streams[0], (net.cfg.N, hp // 64, wp // 64)), repeat)
-        t["h_s"], (scales, means) = _best(lambda: lat._params64(z_hat, g["z_inv"]), repeat)
-        t["y_decode"], y_hat = _best(lambda: lat.y.decompress(streams[1], scales, means), repeat)
-        y_in = (y_hat * g["y_inv"].double()).float()
-        t["g_s"], _ = _best(lambda: tiling._synthesize(net, y_in, (hp, wp), 0, precision=precision), repeat)
+        t["z_decode"], state = _best(lambda: net.decode_side(streams[0], hp, wp, quality), repeat)
+        y_in = torch.zeros(1, net.cfg.M, hp // 16, wp // 16)
+        for r, data in zip(rects, streams[2:]):  # tile by tile, as tiling.decode
+            dt, (scales, means) = _best(lambda: net._tile_params(state, r), repeat)
+            t["h_s"] += dt
+            dt, y_hat = _best(lambda: net.latent.y.decompress(data, scales, means, tables), repeat)
+            t["y_decode"] += dt
+            y_in[y_slice(r)] = (y_hat * state["g"]["y_inv"].double()).float()
+        t["g_s"], _ = _best(lambda: tiling._synthesize(net, y_in, (hp, wp), header.tile * 64,
+                                                       precision=precision), repeat)
     return {"encode_s": enc_s, "decode_s": dec_s, "entropy_decode_s": t["z_decode"] + t["y_decode"],
-            "transform_decode_s": t["h_s"] + t["g_s"], "bpp": res.bpp, "psnr": res.psnr}
+            "transform_decode_s": t["h_s"] + t["g_s"], "h_s_s": t["h_s"], "g_s_s": t["g_s"],
+            "bpp": res.bpp, "psnr": res.psnr}
 
 
 def bench_compressai(cfg, img, repeat):

@@ -54,6 +54,58 @@ def decode_gaussian(data: bytes, stds: np.ndarray, bound: int) -> np.ndarray:
         raise CodingError(f"corrupt entropy-coded stream ({exc})") from None
 
 
+def _grouping(groups: np.ndarray, n_groups: int):
+    """-> (positions sorted by group, raster order within one; each group's start and end)."""
+    small = groups.astype(np.uint8 if n_groups <= 256 else np.uint16)  # numpy radix-sorts these
+    order = np.argsort(small, kind="stable")
+    counts = np.bincount(small, minlength=n_groups)
+    ends = np.cumsum(counts)
+    return order, ends - counts, ends
+
+
+def encode_grouped(symbols: np.ndarray, groups: np.ndarray, models: list, escapes: np.ndarray,
+                   escape_values: np.ndarray, escape_size: int) -> bytes:
+    """Code ``symbols[i]`` under ``models[groups[i]]`` (constriction models,
+    e.g. from :func:`categorical_models`), the symbols of one group after
+    another, so each group is one vectorised call under one fixed model;
+    then ``escape_values`` (uniform over ``0..escape_size-1``), one for
+    each symbol equal to its group's escape entry ``escapes[group]``."""
+    coder = _stream.stack.AnsCoder()
+    if len(escape_values):  # a stack: encoded first, decoded last
+        coder.encode_reverse(np.ascontiguousarray(escape_values, dtype=np.int32), _model.Uniform(escape_size))
+    symbols = np.ascontiguousarray(symbols, dtype=np.int32)
+    order, starts, ends = _grouping(groups, len(models))
+    for g in reversed(range(len(models))):
+        if ends[g] > starts[g]:
+            coder.encode_reverse(symbols[order[starts[g]:ends[g]]], models[g])
+    return _finish(coder)
+
+
+def decode_grouped(data: bytes, groups: np.ndarray, models: list, escapes: np.ndarray,
+                   escape_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`encode_grouped` -> (symbols, escape values)."""
+    coder = _stream.stack.AnsCoder(_words(data))
+    out = np.empty(len(groups), np.int32)
+    order, starts, ends = _grouping(groups, len(models))
+    try:
+        for g in range(len(models)):
+            if ends[g] > starts[g]:
+                out[order[starts[g]:ends[g]]] = coder.decode(models[g], int(ends[g] - starts[g]))
+        n_esc = int(np.count_nonzero(out == escapes[groups]))
+        values = (np.asarray(coder.decode(_model.Uniform(escape_size), n_esc), dtype=np.int32)
+                  if n_esc else np.zeros(0, np.int32))
+    except Exception as exc:
+        raise CodingError(f"corrupt entropy-coded stream ({exc})") from None
+    return out, values
+
+
+def categorical_models(counts: list[np.ndarray]) -> list:
+    """Fixed constriction models from integer pmfs (built from the same
+    integers, so identical on every platform)."""
+    return [_model.Categorical(np.asarray(c, dtype=np.float64) / float(c.sum()), perfect=False)
+            for c in counts]
+
+
 def encode_categorical_rows(symbols: list[np.ndarray], pmfs: list[np.ndarray]) -> bytes:
     """Code several groups of symbols, group ``i`` i.i.d. under ``pmfs[i]``
     (symbols ``0..len(pmfs[i])-1``). Used for per-channel factorized priors."""

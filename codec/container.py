@@ -8,7 +8,8 @@ Layout, little-endian::
     latent_kind  B    0 scalar, 1 vq, 2 binary
     mode         B    0 RGB, 1 L, 2 RGBA, 3 LA
     bit_depth    B    bits per sample of the original image (8 or 16)
-    flags        B    bit 0: synthesis ran in bfloat16 (else float32); others 0
+    flags        B    bit 0: synthesis ran in bfloat16 (else float32); bit 1:
+                      scalar latent coded under the integer y tables; others 0
     width        I
     height       I
     quality      f    rate parameter the model was run at (float32)
@@ -38,7 +39,10 @@ DEFAULT_MAX_PIXELS = 100_000_000
 MAX_STREAMS = 65535
 #: flags bit: the synthesis transform ran in bfloat16 (decoders must too)
 FLAG_BF16 = 1
-KNOWN_FLAGS = FLAG_BF16
+#: flags bit: a scalar latent is coded grouped under the integer y tables
+#: (latent_codecs.GaussianLatentCodec); clear: per-symbol Gaussians (0.1 files)
+FLAG_Y_TABLES = 2
+KNOWN_FLAGS = FLAG_BF16 | FLAG_Y_TABLES
 
 _FIXED = struct.Struct("<4sBHBBBBIIfH")  # magic .. tile
 _MIN_HEADER = _FIXED.size + 1 + 8 + 4 + 2 + 4 + 4

@@ -9,11 +9,13 @@
 * :class:`FrozenGDN` -- GDN / inverse GDN with its reparametrised beta and
   gamma computed once instead of at every call.
 
-* :class:`TwoWay` -- a transform evaluated layer by layer as two halves of
-  each layer's output channels, which two threads compute at once. The
-  split is the same on any thread count (with one thread the halves run one
-  after the other), and each half runs single-threaded, so the pixels do not
-  depend on the number of threads -- only the wall time does.
+* :class:`TwoWay` -- a transform evaluated layer by layer as two halves,
+  which two threads compute at once: halves of the output channels for
+  (transposed) convolutions, halves of the rows for GDN and the final
+  sub-pixel convolution (few channels; the row split also computes x*x only
+  once). The split is the same on any thread count (with one thread the
+  halves run one after the other), and each half runs single-threaded, so
+  the pixels do not depend on the number of threads -- only the wall time does.
 
 Encoder and decoder both run these rewritten modules, so decoding stays
 bit-exact; against the training-time modules they differ only by float
@@ -137,42 +139,45 @@ class _SplitConv:
         return torch.cat(parts, 1)
 
 
-class _SplitSubPixel:
+class _RowsSubPixel:
+    """The sub-pixel convolution as its top and bottom halves of rows (its
+    few output channels make a channel split slow), each computed from its
+    input rows plus the one neighbouring row it needs, then cropped."""
+
     def __init__(self, layer: SubPixelConv) -> None:
-        n = layer.weight.shape[0]
-        self.parts = [(layer.weight[s].contiguous(), layer.bias[s].contiguous()) for s in _halves(n)]
+        self.weight, self.bias = layer.weight, layer.bias
 
     def part(self, i: int, x):
-        w, b = self.parts[i]
-        return F.conv2d(x, w, b, padding=1)
+        h = x.shape[2] // 2
+        if i == 0:
+            return F.conv2d(x[:, :, :h + 1], self.weight, self.bias, padding=1)[:, :, :h]
+        return F.conv2d(x[:, :, max(h - 1, 0):], self.weight, self.bias, padding=1)[:, :, min(h, 1):]
 
     def join(self, parts):
-        return F.pixel_shuffle(torch.cat(parts, 1), 2)
+        return F.pixel_shuffle(torch.cat(parts, 2), 2)
 
 
-class _SplitGDN:
+class _RowsGDN:
+    """GDN (a per-pixel map) as its top and bottom halves of rows."""
+
     def __init__(self, layer: FrozenGDN) -> None:
-        self.inverse = layer.inverse
-        self.slices = _halves(layer.beta.shape[0])
-        self.parts = [(layer.gamma[s].contiguous(), layer.beta[s].contiguous()) for s in self.slices]
+        self.layer = layer
 
     def part(self, i: int, x):
-        gamma, beta = self.parts[i]
-        norm = F.conv2d(x * x, gamma, beta)
-        norm = norm.sqrt_() if self.inverse else norm.rsqrt_()
-        return norm.mul_(x[:, self.slices[i]])
+        h = x.shape[2] // 2
+        return self.layer(x[:, :, :h] if i == 0 else x[:, :, h:])
 
     def join(self, parts):
-        return torch.cat(parts, 1)
+        return torch.cat(parts, 2)
 
 
 def _split(layer: nn.Module):
     if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
         return _SplitConv(layer)
     if isinstance(layer, SubPixelConv):
-        return _SplitSubPixel(layer)
+        return _RowsSubPixel(layer)
     if isinstance(layer, FrozenGDN):
-        return _SplitGDN(layer)
+        return _RowsGDN(layer)
     return None
 
 

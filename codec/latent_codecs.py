@@ -16,6 +16,7 @@ straight-through rounding for the latent passed on to the decoder.
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 import torch
@@ -27,7 +28,8 @@ from compressai.ops import quantize_ste
 
 from . import coding
 from .fast import CachedModule, TwoWay, run_two_way
-from .priors import SCALES_MIN, ScaleTable, factorized_pmfs
+from .integer import IntegerHyperSynthesis, check_structure
+from .priors import SCALES_MIN, ScaleTable, factorized_pmfs, gaussian_tables, table_halves
 
 #: Symbols of y are clamped to [-Y_BOUND, Y_BOUND]; the encoder's
 #: reconstruction uses the clamped value, so decoding stays exact.
@@ -43,8 +45,24 @@ def _np_int(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().reshape(-1).numpy().astype(np.int32)
 
 
+@functools.lru_cache(maxsize=1)
+def _y_models():
+    """The constriction models of the shipped integer y tables, and their half-widths."""
+    return coding.categorical_models(list(gaussian_tables())), table_halves()
+
+
 class GaussianLatentCodec(nn.Module):
-    """y coded as round(y - mean) under N(0, table[index(scale)])."""
+    """y coded as round(y - mean) under N(0, table[index(scale)]).
+
+    Two codings of the symbols (the container's flags say which a file uses):
+
+    * tables (the default): the symbols are grouped by scale index and each
+      group is coded in one call under its fixed integer pmf
+      (priors.gaussian_tables; symbols beyond the table's cover as an escape
+      and then their value) -- about 8x faster to decode than
+    * per-symbol: constriction's QuantizedGaussian evaluated for each
+      symbol's standard deviation (files of aecodec 0.1).
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -57,18 +75,33 @@ class GaussianLatentCodec(nn.Module):
         return y_hat, likelihoods
 
     @torch.no_grad()
-    def compress(self, y, scales, means):
+    def compress(self, y, scales, means, tables: bool = True):
         """-> (bytes, y_hat). ``scales`` and ``means`` must be float64 from a
-        deterministic hyper-decoder; y_hat is what decompress returns."""
+        deterministic hyper-decoder; y_hat is what decompress returns.
+        ``tables``: the grouped table coding (else per-symbol Gaussians)."""
         sym = torch.round(y.double() - means).clamp_(-Y_BOUND, Y_BOUND)
-        stds = self.table.stds(self.table.index(scales))
-        data = coding.encode_gaussian(_np_int(sym), stds, Y_BOUND)
+        idx = self.table.index(scales)
+        if not tables:
+            return coding.encode_gaussian(_np_int(sym), self.table.stds(idx), Y_BOUND), sym + means
+        models, halves = _y_models()
+        s, h = _np_int(sym), halves[idx]
+        esc = np.abs(s) > h
+        data = coding.encode_grouped(np.where(esc, 2 * h + 1, s + h), idx, models, 2 * halves + 1,
+                                     s[esc] + Y_BOUND, 2 * Y_BOUND + 1)
         return data, sym + means
 
     @torch.no_grad()
-    def decompress(self, data, scales, means):
-        stds = self.table.stds(self.table.index(scales))
-        sym = coding.decode_gaussian(data, stds, Y_BOUND)
+    def decompress(self, data, scales, means, tables: bool = True):
+        idx = self.table.index(scales)
+        if tables:
+            models, halves = _y_models()
+            h = halves[idx]
+            sym, values = coding.decode_grouped(data, idx, models, 2 * halves + 1, 2 * Y_BOUND + 1)
+            esc = sym == 2 * h + 1
+            sym -= h
+            sym[esc] = values - Y_BOUND
+        else:
+            sym = coding.decode_gaussian(data, self.table.stds(idx), Y_BOUND)
         return torch.from_numpy(sym).to(torch.float64).reshape(means.shape) + means
 
 
@@ -134,10 +167,12 @@ class HyperpriorLatentCodec(CachedModule):
     z codec through h_a / h_s. ``z_gain`` / ``z_inv_gain`` (optional, shape
     (B, N, 1, 1)) are the hyper gain units of a variable-rate model.
 
-    Exact decoding: the decoder runs h_s on the decoded z_hat in float64,
-    each convolution single-threaded (fast.TwoWay: two halves of the output
-    channels, on a second thread when there is one), so its scale indexes
-    match the encoder's (which ran the same path) whatever the thread count.
+    Exact decoding: the decoder runs h_s on the decoded z_hat so that its
+    scale indexes match the encoder's (which ran the same path) whatever
+    the thread count: with the integer layers of ``hs_int`` where the model
+    has them (integer.py: integer sums, exact in any order), else in float64, each
+    convolution single-threaded (fast.TwoWay: two halves of the output
+    channels, on a second thread when there is one).
     """
 
     def __init__(self, h_a: nn.Module, h_s: nn.Module, N: int) -> None:
@@ -146,6 +181,12 @@ class HyperpriorLatentCodec(CachedModule):
         self.h_s = h_s
         self.z = FactorizedLatentCodec(N)
         self.y = GaussianLatentCodec()
+        self.hs_int = IntegerHyperSynthesis(len(check_structure(h_s)))
+
+    def train(self, mode: bool = True):
+        if mode:  # training moves h_s away from its integer version (rebuilt by update_tables)
+            self.hs_int.clear()
+        return super().train(mode)
 
     @staticmethod
     def _gain(t, g):
@@ -162,12 +203,19 @@ class HyperpriorLatentCodec(CachedModule):
         return {"y_hat": y_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
 
     def _params64(self, z_hat, z_inv_gain):
-        if "h_s64" not in self._cache:
-            self._cache["h_s64"] = TwoWay(copy.deepcopy(self.h_s).double().eval())
+        """-> float64 (scales, means), the same on every decoder."""
         g = None if z_inv_gain is None else z_inv_gain.double()
+        x = self._gain(z_hat.double(), g)
         with torch.inference_mode():
-            scales, means = run_two_way(self._cache["h_s64"], self._gain(z_hat.double(), g)).chunk(2, 1)
-        return scales, means
+            if self.hs_int.ready:
+                if "h_s1" not in self._cache:  # the first layer in float64
+                    self._cache["h_s1"] = TwoWay(nn.Sequential(copy.deepcopy(self.h_s[0]).double().eval()))
+                params = self.hs_int(self.h_s, x, lambda t: run_two_way(self._cache["h_s1"], t))
+            else:
+                if "h_s64" not in self._cache:
+                    self._cache["h_s64"] = TwoWay(copy.deepcopy(self.h_s).double().eval())
+                params = run_two_way(self._cache["h_s64"], x)
+        return params.chunk(2, 1)
 
     @torch.no_grad()
     def compress(self, y, z_gain=None, z_inv_gain=None):

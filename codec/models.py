@@ -87,6 +87,7 @@ class TransformCodec(CachedModule):
         decode_tile(state, bytes, rect) -> y_in
 
     ``y`` is g_a's output, ``y_in`` what g_s receives; ``rect`` a tile in pixels.
+    tiling puts the container's coding options in ``state`` (``y_tables``).
     """
 
     latent_kind = "scalar"
@@ -193,6 +194,35 @@ class HyperpriorCodec(TransformCodec):
 
     def update_tables(self) -> None:
         self.latent.update_tables()
+        self.build_integer_hs()
+
+    @torch.no_grad()
+    def build_integer_hs(self, ys: list | None = None, margin: float = 1.0) -> None:
+        """(Re)build the integer h_s (integer.py) from the activation ranges of
+        h_s at every level from the lowest quality to the highest, on the side
+        latents of ``ys`` (g_a outputs of calibration images), or without
+        data on latents z drawn from the model's own side prior (fixed seed).
+        Against float64 h_s, on training images, the default model's rate
+        grew by 0.01-0.09 % calibrated on images, 0.03-0.13 % without data."""
+        levels = torch.arange(self.min_quality, self.cfg.levels + 1, dtype=torch.float32)
+        inputs = []
+        for q in levels.tolist():
+            g = self._single_gains(q)
+            if ys:
+                zs = [self.latent.z.compress(self.latent.h_a(y * g["y"]) * g["z"])[1] for y in ys]
+            else:
+                zs = [self._prior_sample()]
+            inputs += [z.double() * g["z_inv"].double() for z in zs]
+        self.latent.hs_int.build(self.latent.h_s, inputs, margin)
+        self._cache.clear()
+        self.latent._cache.clear()
+
+    def _prior_sample(self, samples: int = 4, size: int = 24, seed: int = 0) -> torch.Tensor:
+        pmfs, offset = self.latent.z._tables()
+        rng = np.random.default_rng(seed)
+        z = torch.stack([torch.from_numpy(rng.choice(len(p), size=(samples, size, size), p=p / p.sum()) + o)
+                         for p, o in zip(pmfs, offset)], 1).double()
+        return z + self.latent.z._medians().view(1, -1, 1, 1)
 
     # ------------------------------------------------------------- inference
     def _single_gains(self, quality: float) -> dict:
@@ -208,7 +238,7 @@ class HyperpriorCodec(TransformCodec):
 
     def code_tile(self, state, r):
         scales, means = self._tile_params(state, r)
-        data, y_hat = self.latent.y.compress(state["y"][y_slice(r)], scales, means)
+        data, y_hat = self.latent.y.compress(state["y"][y_slice(r)], scales, means, state["y_tables"])
         return data, (y_hat * state["g"]["y_inv"].double()).float()
 
     def decode_side(self, data: bytes, hp: int, wp: int, quality: float):
@@ -218,7 +248,7 @@ class HyperpriorCodec(TransformCodec):
 
     def decode_tile(self, state, data: bytes, r):
         scales, means = self._tile_params(state, r)
-        y_hat = self.latent.y.decompress(data, scales, means)
+        y_hat = self.latent.y.decompress(data, scales, means, state["y_tables"])
         return (y_hat * state["g"]["y_inv"].double()).float()
 
     def _tile_params(self, state, r, margin: int = 2):

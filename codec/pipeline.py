@@ -85,7 +85,8 @@ def encode(image, quality: float = 4, model=None,
     pic = io.load(image, max_pixels=max_pixels)
     q = _quality(quality)
     lm.net.check_quality(q)
-    strings, recon = tiling.encode(lm.net, pic.rgb, q, tile, device, precision, effort)
+    y_tables = lm.net.latent_kind == "scalar"
+    strings, recon = tiling.encode(lm.net, pic.rgb, q, tile, device, precision, effort, y_tables)
     rgb = recon[:pic.height, :pic.width]
     if pic.alpha is not None:
         strings = strings + [io.png_bytes(pic.alpha)]
@@ -93,7 +94,8 @@ def encode(image, quality: float = 4, model=None,
                     weights=lm.weights_hash, quality=q, latent_kind=lm.net.latent_kind,
                     bit_depth=pic.bit_depth, recon_crc=tiling.crc_rows(rgb),
                     tile=tile // 64, stream_lengths=[len(b) for b in strings],
-                    flags=container.FLAG_BF16 if precision == "bf16" else 0)
+                    flags=((container.FLAG_BF16 if precision == "bf16" else 0)
+                           | (container.FLAG_Y_TABLES if y_tables else 0)))
     data = container.pack(header, strings)
     recon = io.Picture(rgb, pic.alpha, pic.mode)
     if pic.mode in ("L", "LA"):
@@ -141,7 +143,8 @@ def decode(data: bytes, model=None, max_pixels: int | None = container.DEFAULT_M
     latent = streams[:len(streams) - has_alpha]
     try:
         recon = tiling.decode(lm.net, latent, hp, wp, header.quality, header.tile * 64,
-                              header.height, header.width, region=box, precision=header.precision)
+                              header.height, header.width, region=box, precision=header.precision,
+                              y_tables=bool(header.flags & container.FLAG_Y_TABLES))
     except tiling.TileError as exc:
         raise DecodeError(str(exc)) from None
     except RuntimeError as exc:

@@ -12,7 +12,9 @@ Two families, both indexed by integers before they reach the coder
 
 from __future__ import annotations
 
+import functools
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,12 +32,23 @@ class ScaleTable:
 
     def __init__(self) -> None:
         self.table = scale_table()
-        self._bounds = torch.from_numpy(self.table[:-1].copy())
+        bounds = torch.from_numpy(self.table[:-1].copy())
+        inf = torch.tensor([math.inf], dtype=torch.float64)
+        self._above = torch.cat([bounds, inf])    # _above[i]: largest scale of index i
+        self._below = torch.cat([-inf, bounds])   # _below[i]: largest scale of index i - 1
+        self._log0 = math.log(SCALES_MIN)
+        self._step = (math.log(SCALES_MAX) - self._log0) / (LEVELS - 1)
 
     def index(self, scales: torch.Tensor) -> np.ndarray:
-        """float64 scales -> int indexes in [0, LEVELS): first entry >= scale."""
-        s = scales.detach().to(torch.float64).reshape(-1)
-        return torch.bucketize(s, self._bounds, right=False).numpy().astype(np.int32)
+        """float64 scales -> int indexes in [0, LEVELS): first entry >= scale
+        (``torch.bucketize`` over the table, computed as a logarithm's guess
+        that exact comparisons with the table then correct by one step)."""
+        s = torch.nan_to_num(scales.detach().to(torch.float64).reshape(-1), nan=SCALES_MAX)
+        guess = ((s.clamp(SCALES_MIN, SCALES_MAX).log() - self._log0) / self._step).ceil_()
+        i = guess.clamp_(0, LEVELS - 1).long()
+        i += (s > self._above[i]).long()
+        i -= (s <= self._below[i]).long()
+        return i.numpy().astype(np.int32)
 
     def stds(self, indexes: np.ndarray) -> np.ndarray:
         return self.table[indexes]
@@ -56,3 +69,47 @@ def factorized_pmfs(entropy_bottleneck) -> tuple[list[np.ndarray], np.ndarray]:
         pmf = np.diff(cdf[c, : length[c]]).astype(np.float64)[:-1]
         pmfs.append(np.maximum(pmf, 1.0) / 65536.0)
     return pmfs, offset
+
+
+# ---------------------------------------------------------------- y tables
+#: Fixed-point precision of the y tables (constriction's default ANS coder
+#: models probabilities with 24 bits).
+PRECISION = 24
+#: A table covers the symbols within COVER standard deviations (at least
+#: MIN_HALF either side of zero); a symbol outside is coded as the table's
+#: escape entry followed by its value under a uniform model.
+COVER, MIN_HALF = 8, 2
+TABLES_FILE = Path(__file__).parent / "data" / "gaussian_tables.npz"
+
+
+def table_halves() -> np.ndarray:
+    """Half-width of each scale table entry's support (int64, LEVELS)."""
+    return np.maximum(MIN_HALF, np.ceil(COVER * scale_table())).astype(np.int64)
+
+
+def make_gaussian_tables() -> list[np.ndarray]:
+    """Integer pmfs, one per scale table entry: counts (summing to
+    2^PRECISION, each at least 1) of the symbols -half..half of a zero-mean
+    Gaussian quantized to the integers, then of the escape (the two tails).
+    Computed once (scripts/gaussian_tables.py) and shipped in TABLES_FILE, so
+    encoders and decoders on any platform read the same integers instead of
+    recomputing erfc, whose last bit differs between C libraries."""
+    total = 1 << PRECISION
+    out = []
+    for std, half in zip(scale_table(), table_halves()):
+        edges = [(x + 0.5) / (std * math.sqrt(2.0)) for x in range(-half - 1, half + 1)]
+        cdf = np.array([0.5 * math.erfc(-e) for e in edges])   # P(X < x + 1/2)
+        p = np.append(np.diff(cdf), 2.0 * cdf[0])               # symbols, then both tails
+        counts = 1 + np.floor(p * (total - len(p))).astype(np.int64)   # each at least 1
+        counts[half] += total - counts.sum()                   # zero (the mode) takes the slack
+        out.append(counts)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def gaussian_tables() -> tuple[np.ndarray, ...]:
+    with np.load(TABLES_FILE) as f:
+        tables = tuple(f[f"t{i:02d}"].astype(np.int64) for i in range(LEVELS))
+    if [len(t) for t in tables] != list(2 * table_halves() + 2):
+        raise RuntimeError(f"{TABLES_FILE} does not match this version's scale table")
+    return tables

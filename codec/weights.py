@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from .models import ModelConfig, build
 
-_KEEP_FP32 = ("latent.z.",)
+_KEEP_FP32 = ("latent.z.", "latent.hs_int.")
 
 
 @dataclass

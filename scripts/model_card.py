@@ -88,12 +88,21 @@ def main() -> None:
         fig = ", ".join(f"{k} {v:.3f}" for k, v in meta["prior_refit"].items())
         lines.append(f"- prior: {what} refitted by counting symbols on the training images "
                      f"(`aecodec refit`, codec/training/refit.py; transforms unchanged): {fig}")
+    if meta.get("integer_hs"):
+        ih = meta["integer_hs"]
+        lines.append(f"- hyper-decoder: integer layers after the first (codec/integer.py: integer sums, exact in any order on any platform), "
+                     f"calibrated on the side latents of {ih['calibration_images']} training images "
+                     f"(`scripts/integerize.py`); latent rate on other training images vs float64 h_s: "
+                     + ", ".join(f"quality {q} {v:+.3f} %" for q, v in ih["rate_change_percent"].items()))
     lines.append("")
     if res_path.exists():
         res = json.loads(res_path.read_text())
         curves = [(k, c) for k, c in res["codecs"].items() if k == name or k.startswith(name + " effort ")]
         for key, c in curves:
             how = "" if key == name else f", encoder {key[len(name) + 1:]} (`--effort`: latent refinement)"
+            measured = (c.get("note") or "").split(",")[0].removeprefix("weights ")
+            if measured and measured != lm.weights_hash.hex():
+                how += f"; measured with an earlier version of this file, weights `{measured}`"
             lines += [f"## Kodak ({res['images']} images, measured by `python -m kodak_eval`{how})", "",
                       "| quality | bpp | PSNR (dB) | MS-SSIM | encode s | decode s |", "|---|---|---|---|---|---|"]
             for i, q in enumerate(c["settings"]):

@@ -48,3 +48,56 @@ def test_predictable_bits_cost_less_than_one_bit_each():
 def test_stream_of_odd_length_is_rejected():
     with pytest.raises(coding.CodingError):
         coding.decode_gaussian(b"abc", np.ones(3), 10)
+
+
+def _y_tables():
+    from codec import priors
+    return coding.categorical_models(list(priors.gaussian_tables())), priors.table_halves()
+
+
+def test_grouped_round_trip_with_escapes():
+    models, halves = _y_tables()
+    rng = np.random.default_rng(3)
+    groups = rng.integers(0, 64, 5000).astype(np.int32)
+    sym = np.clip(np.round(rng.normal(0, scale_table()[groups])), -4095, 4095).astype(np.int32)
+    sym[::97] = rng.integers(-4095, 4096, len(sym[::97]))   # far outside most tables
+    h = halves[groups]
+    esc = np.abs(sym) > h
+    assert esc.sum() > 20
+    data = coding.encode_grouped(np.where(esc, 2 * h + 1, sym + h), groups, models, 2 * halves + 1,
+                                 sym[esc] + 4095, 8191)
+    out, values = coding.decode_grouped(data, groups, models, 2 * halves + 1, 8191)
+    assert np.array_equal(out == 2 * h + 1, esc)
+    assert np.array_equal(values, sym[esc] + 4095)
+    assert np.array_equal(out[~esc] - h[~esc], sym[~esc])
+
+
+def test_grouped_coding_costs_what_the_per_symbol_gaussians_cost():
+    models, halves = _y_tables()
+    rng = np.random.default_rng(4)
+    groups = rng.integers(0, 40, 30000).astype(np.int32)
+    stds = scale_table()[groups]
+    sym = np.round(rng.normal(0, stds)).astype(np.int32)
+    h = halves[groups]
+    assert not (np.abs(sym) > h).any()
+    grouped = coding.encode_grouped(sym + h, groups, models, 2 * halves + 1, np.zeros(0, np.int32), 8191)
+    per_symbol = coding.encode_gaussian(sym, stds, 4095)
+    assert abs(len(grouped) / len(per_symbol) - 1) < 0.01
+
+
+def test_grouped_stream_from_elsewhere_gives_a_coding_error_or_symbols_in_range():
+    """Garbage decodes to garbage (the container's CRCs catch it), never to
+    another exception or symbols outside the tables."""
+    models, halves = _y_tables()
+    rng = np.random.default_rng(5)
+    groups = rng.integers(0, 64, 300).astype(np.int32)
+    for n in (0, 1, 3, 50):
+        data = rng.integers(0, 256, 4 * n, dtype=np.uint8).tobytes()
+        try:
+            out, values = coding.decode_grouped(data, groups, models, 2 * halves + 1, 8191)
+        except coding.CodingError:
+            continue
+        assert len(out) == 300 and (out >= 0).all() and (out <= 2 * halves[groups] + 1).all()
+        assert len(values) == np.count_nonzero(out == 2 * halves[groups] + 1) and (values < 8191).all()
+    with pytest.raises(coding.CodingError, match="multiple of 4"):
+        coding.decode_grouped(b"\x01\x02\x03", groups, models, 2 * halves + 1, 8191)

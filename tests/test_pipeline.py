@@ -1,3 +1,4 @@
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -84,7 +85,8 @@ def test_target_bpp_is_met(tiny_model, photo):
 def test_precisions_differ_slightly_and_bad_precision_is_refused(tiny_model, photo):
     a = codec.encode(photo, quality=6, model=tiny_model, precision="fp32")
     b = codec.encode(photo, quality=6, model=tiny_model, precision="bf16")
-    assert a.data[:10] == b.data[:10] and a.header.flags == 0 and b.header.flags == container.FLAG_BF16
+    assert a.data[:10] == b.data[:10] and a.header.flags == container.FLAG_Y_TABLES
+    assert b.header.flags == container.FLAG_BF16 | container.FLAG_Y_TABLES
     diff = np.abs(a.picture.rgb.astype(int) - b.picture.rgb)
     assert diff.max() <= 8 and abs(a.psnr - b.psnr) < 0.2
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
@@ -164,3 +166,17 @@ def test_shipped_default_model_round_trips_across_processes(photo, tmp_path):
                              capture_output=True, text=True, check=True)
         assert out.stdout.strip() == want
     assert res.psnr > 20 and res.bpp < 8
+
+
+def test_files_with_per_symbol_gaussians_still_decode(tiny_model, photo):
+    """aecodec 0.1 wrote y under one quantized Gaussian per symbol (flags bit 1 clear)."""
+    from codec import tiling
+    new = codec.encode(photo, quality=5, model=tiny_model, tile=0)
+    lm = pipeline.load_model(tiny_model)
+    streams, recon = tiling.encode(lm.net, photo, 5.0, 0, precision=new.header.precision, y_tables=False)
+    assert np.array_equal(recon[:80, :96], new.picture.rgb)       # the same latents and pixels...
+    assert streams[2] != container.unpack(new.data)[1][2]        # ...coded another way
+    old = dataclasses.replace(new.header, flags=new.header.flags & ~container.FLAG_Y_TABLES,
+                              stream_lengths=[len(s) for s in streams])
+    data = container.pack(old, streams)
+    assert np.array_equal(pipeline.decode(data, model=tiny_model).rgb, new.picture.rgb)

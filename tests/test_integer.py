@@ -1,0 +1,93 @@
+"""The integer hyper-synthesis: exact integer arithmetic, close to float64."""
+
+import copy
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from codec import integer, pipeline, weights
+from codec.transforms import hyper_synthesis
+
+
+@pytest.fixture(scope="module")
+def built():
+    torch.manual_seed(0)
+    h_s = hyper_synthesis(8, 12).eval()
+    inputs = [torch.randn(2, 8, 6, 5, dtype=torch.float64) * 3 for _ in range(3)]
+    hs_int = integer.IntegerHyperSynthesis(3)
+    hs_int.build(h_s, inputs)
+    first64 = copy.deepcopy(h_s[0]).double()
+    return h_s, hs_int, inputs, lambda x: first64(x)
+
+
+def test_every_partial_sum_is_an_exact_integer(built):
+    h_s, hs_int, _, _ = built
+    for k in (1, 2):
+        w = getattr(hs_int, f"weight{k}")
+        assert w.dtype == torch.int16
+        out = 1 if isinstance(h_s[2 * k], torch.nn.ConvTranspose2d) else 0
+        l1 = w.abs().sum(dim=tuple(d for d in range(4) if d != out)).double()
+        assert (l1 * integer.ACT_MAX < integer.EXACT).all()
+
+
+def test_float32_integer_convolution_equals_float64_on_any_thread_count(built):
+    h_s, hs_int, _, _ = built
+    a = torch.randint(-integer.ACT_MAX, integer.ACT_MAX + 1, (1, 12, 9, 11)).float()
+    w = hs_int.weight1.float()
+    ref = F.conv_transpose2d(a.double(), w.double(), None, 2, 2, 1)
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            assert torch.equal(F.conv_transpose2d(a, w, None, 2, 2, 1).double(), ref)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_integer_h_s_is_close_to_float_h_s(built):
+    h_s, hs_int, inputs, first = built
+    with torch.no_grad():
+        for x in inputs:
+            ref = copy.deepcopy(h_s).double()(x)
+            got = hs_int(h_s, x, first)
+            assert got.dtype == torch.float64
+            assert (got - ref).abs().max() < 0.02 * ref.abs().max()
+
+
+def test_a_model_file_without_integer_layers_decodes_with_float64(tiny_model, photo, tmp_path):
+    from safetensors.torch import load_file
+    tensors = {k: v for k, v in load_file(str(tiny_model)).items() if not k.startswith("latent.hs_int.")}
+    assert len(tensors) < len(load_file(str(tiny_model)))
+    old = weights.write_safetensors(tensors, tmp_path / "old.safetensors", weights.file_metadata(tiny_model))
+    lm = weights.load(old)
+    assert not lm.net.latent.hs_int.ready and weights.load(tiny_model).net.latent.hs_int.ready
+    res = pipeline.encode(photo, 4, model=old)
+    assert np.array_equal(pipeline.decode(res.data, model=old).rgb, res.picture.rgb)
+
+
+def test_building_without_data_is_deterministic(tiny_model):
+    net = weights.load(tiny_model).net
+    net.build_integer_hs()
+    first = {k: v.clone() for k, v in net.latent.hs_int.state_dict().items()}
+    net.build_integer_hs()
+    assert first.keys() == net.latent.hs_int.state_dict().keys() and len(first) == 6
+    for k, v in net.latent.hs_int.state_dict().items():
+        assert torch.equal(v, first[k]), k
+
+
+def test_training_drops_the_integer_layers_and_export_rebuilds_them(tiny_model, tmp_path):
+    net = weights.load(tiny_model).net
+    assert net.latent.hs_int.ready
+    net.train()
+    assert not net.latent.hs_int.ready                     # h_s is about to change
+    with torch.no_grad():
+        net.latent.h_s[-1].weight.mul_(1.5)
+    net.eval()
+    out = weights.save(net, tmp_path / "retrained.safetensors", "tiny-test")
+    again = weights.load(out).net
+    assert again.latent.hs_int.ready
+    assert not torch.equal(again.latent.hs_int.scale2, weights.load(tiny_model).net.latent.hs_int.scale2)
