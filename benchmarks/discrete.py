@@ -13,6 +13,13 @@ prior pays (the cross-entropy, measured from the real files).
 Binary (``binary-nested``): the bits kept at each quality (raw bits) against
 the coded payload of the real .aec files.
 
+Binarized (``binary-hp``): the binary decisions the default model's latent
+becomes (zero flag, sign, thermometer bits; 12 per escaped magnitude) against
+their coded size, and against the same symbols coded as integers (grouped
+tables, the default codec's scalar coding).
+
+    python benchmarks/discrete.py --parts binarized   # recompute one part, keep the others
+
 Writes benchmarks/results/discrete.json.
 """
 
@@ -85,15 +92,52 @@ def binary_rates(paths, model="binary-nested") -> dict:
     return {"model": lm.model_id, "qualities": rows}
 
 
+@torch.inference_mode()
+def binarized_rates(paths, model="binary-hp", qualities=(-1, 1, 4, 8)) -> dict:
+    from codec.latent_codecs import encode_binarized
+    from codec.models import y_slice
+    lm = pipeline.load_model(model)
+    net = lm.net
+    rows = []
+    for q in qualities:
+        raw = coded = scalar = pixels = 0
+        for p in paths:
+            rgb = np.asarray(Image.open(p).convert("RGB"))
+            y = tiling.analyse(net, rgb, tiling.DEFAULT_TILE)
+            _, state = net.code_side(y, q)
+            hp, wp = tiling.padded_size(net, *rgb.shape[:2])
+            for r in tiling.rects(hp, wp, tiling.DEFAULT_TILE):
+                scales, means = net._tile_params(state, r)
+                sym = torch.round(state["y"][y_slice(r)].double() - means).clamp_(-4095, 4095)
+                idx = net.latent.y.table.index(scales)
+                data, n = encode_binarized(sym.reshape(-1).numpy().astype(np.int32), idx)
+                raw += n
+                coded += 8 * len(data)
+                scalar += 8 * len(net.latent.y.compress(state["y"][y_slice(r)], scales, means, "tables")[0])
+            pixels += rgb.shape[0] * rgb.shape[1]
+        rows.append({"quality": q, "raw_bits": raw, "coded_bits": coded, "coded_over_raw": coded / raw,
+                     "raw_bpp": raw / pixels, "coded_bpp": coded / pixels,
+                     "scalar_coded_bpp": scalar / pixels, "binary_over_scalar": coded / scalar})
+    return {"model": lm.model_id, "latent_only": True, "qualities": rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kodak", default=str(ROOT.parent / "shared/data/kodak"))
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/discrete.json"))
+    ap.add_argument("--parts", default="vq,binary,binarized", help="parts to (re)compute; the others are kept from --out")
     args = ap.parse_args()
     torch.set_num_threads(1)
     paths = sorted(Path(args.kodak).glob("*.png"))[:args.images]
-    res = {"images": len(paths), "vq": vq_usage(paths), "binary": binary_rates(paths)}
+    parts = {"vq": vq_usage, "binary": binary_rates, "binarized": binarized_rates}
+    wanted = args.parts.split(",")
+    res = json.loads(Path(args.out).read_text()) if Path(args.out).exists() and len(wanted) < len(parts) else {}
+    if res and res.get("images") != len(paths):
+        raise SystemExit(f"{args.out} was measured on {res.get('images')} images; recompute all parts")
+    res["images"] = len(paths)
+    for name in wanted:
+        res[name] = parts[name](paths)
     v = res["vq"]
     print(f"VQ {v['model']}: K={v['codebook']}, {v['groups']} groups, {v['indices_per_stage']} indices per stage")
     for s in v["stages"]:
@@ -103,6 +147,10 @@ def main() -> None:
     for r in res["binary"]["qualities"]:
         print(f"binary q{r['quality']}: raw {r['raw_bpp']:.4f} bpp, coded {r['coded_bpp']:.4f} bpp "
               f"({100 * r['coded_over_raw']:.1f}% of raw)")
+    for r in res.get("binarized", {}).get("qualities", []):
+        print(f"binarized (binary-hp) q{r['quality']:g}: raw {r['raw_bpp']:.4f} bits/pixel, coded {r['coded_bpp']:.4f} "
+              f"bpp ({100 * r['coded_over_raw']:.1f}% of raw); the same symbols as integers {r['scalar_coded_bpp']:.4f} bpp "
+              f"({100 * (r['binary_over_scalar'] - 1):+.2f}%)")
     Path(args.out).write_text(json.dumps(res, indent=1))
     print(f"wrote {args.out}")
 

@@ -355,6 +355,8 @@ def models(as_json):
         return
     for r in rows:
         size = f"{r['bytes'] / 1e6:.1f} MB" if r["bytes"] else "not installed"
+        if r["bytes"] and r["arch"]:
+            size = f"reads {r['file']} ({size})"
         mark = " (default)" if r["default"] else ""
         q = r["qualities"]
         click.echo(f"{r['id']}{mark}: {r['latent_kind']} latent, quality {q[0]:g} to {q[1]:g}, "

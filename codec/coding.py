@@ -99,6 +99,44 @@ def decode_grouped(data: bytes, groups: np.ndarray, models: list, escapes: np.nd
     return out, values
 
 
+def encode_rounds(rounds: list[tuple]) -> bytes:
+    """One stream of several parts, in the order a decoder reads them:
+    ``("bits", bits, p_one)`` (0/1 under per-bit Bernoulli probabilities) or
+    ``("uniform", values, size)`` (each in ``0..size-1``). Each part is one
+    vectorised call."""
+    coder = _stream.stack.AnsCoder()
+    for kind, symbols, param in reversed(rounds):  # a stack: the last encoded is read first
+        if not len(symbols):
+            continue
+        symbols = np.ascontiguousarray(symbols, dtype=np.int32)
+        if kind == "bits":
+            coder.encode_reverse(symbols, _model.Bernoulli(perfect=False), np.ascontiguousarray(param, dtype=np.float64))
+        else:
+            coder.encode_reverse(symbols, _model.Uniform(int(param)))
+    return _finish(coder)
+
+
+def decode_rounds(data: bytes, next_round) -> None:
+    """Inverse of :func:`encode_rounds` for parts that depend on what was
+    decoded before: ``next_round(previous) -> ("bits", p_one)`` or
+    ``("uniform", count, size)`` or None (done); ``previous`` is the last
+    part's symbols (None at the start)."""
+    coder = _stream.stack.AnsCoder(_words(data))
+    previous = None
+    while (part := next_round(previous)) is not None:
+        try:
+            if part[0] == "bits":
+                p = np.ascontiguousarray(part[1], dtype=np.float64)
+                previous = (np.asarray(coder.decode(_model.Bernoulli(perfect=False), p), dtype=np.int32)
+                            if len(p) else np.zeros(0, np.int32))
+            else:
+                n = int(part[1])
+                previous = (np.asarray(coder.decode(_model.Uniform(int(part[2])), n), dtype=np.int32)
+                            if n else np.zeros(0, np.int32))
+        except Exception as exc:  # constriction raises plain errors on bad data
+            raise CodingError(f"corrupt entropy-coded stream ({exc})") from None
+
+
 def categorical_models(counts: list[np.ndarray]) -> list:
     """Fixed constriction models from integer pmfs (built from the same
     integers, so identical on every platform)."""

@@ -29,7 +29,8 @@ from compressai.ops import quantize_ste
 from . import coding
 from .fast import CachedModule, TwoWay, run_two_way
 from .integer import IntegerHyperSynthesis, check_structure
-from .priors import SCALES_MIN, ScaleTable, factorized_pmfs, gaussian_tables, table_halves
+from .priors import (SCALES_MIN, ScaleTable, binarization_tables, factorized_pmfs, gaussian_tables,
+                     table_halves)
 
 #: Symbols of y are clamped to [-Y_BOUND, Y_BOUND]; the encoder's
 #: reconstruction uses the clamped value, so decoding stays exact.
@@ -51,17 +52,81 @@ def _y_models():
     return coding.categorical_models(list(gaussian_tables())), table_halves()
 
 
+def encode_binarized(sym: np.ndarray, idx: np.ndarray) -> tuple[bytes, int]:
+    """Symbols as binary decisions, each coded under its exact conditional
+    probability from the integer y tables (priors.binarization_tables):
+    is it nonzero; its sign; then, round m = 1, 2, ..., is |symbol| > m
+    (a thermometer code: each bit thresholds the latent); past its table's
+    support an escape and the rest of the magnitude. -> (bytes, raw bit count)."""
+    nonzero, more = binarization_tables()
+    halves = table_halves()[idx]
+    mag = np.abs(sym)
+    nz = np.flatnonzero(mag)
+    rounds = [("bits", mag > 0, nonzero[idx]), ("bits", sym[nz] < 0, np.full(len(nz), 0.5))]
+    active, m, escaped = nz, 1, []
+    while active.size:
+        cont = mag[active] > m
+        rounds.append(("bits", cont, more[idx[active], m]))
+        edge = halves[active] == m
+        escaped.append(active[cont & edge])
+        active, m = active[cont & ~edge], m + 1
+    esc = np.concatenate(escaped) if escaped else np.zeros(0, np.int64)
+    rounds.append(("uniform", mag[esc] - halves[esc] - 1, Y_BOUND))
+    raw = sum(len(r[1]) for r in rounds[:-1]) + 12 * len(esc)
+    return coding.encode_rounds(rounds), raw
+
+
+def decode_binarized(data: bytes, idx: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`encode_binarized` -> int32 symbols."""
+    nonzero, more = binarization_tables()
+    halves = table_halves()[idx]
+    mag = np.zeros(len(idx), np.int32)
+    st = {"step": 0, "escaped": []}
+
+    def next_round(prev):
+        step = st["step"]
+        st["step"] += 1
+        if step == 0:
+            return "bits", nonzero[idx]
+        if step == 1:
+            st["nz"] = np.flatnonzero(prev)
+            return "bits", np.full(len(st["nz"]), 0.5)
+        if step == 2:
+            st["negative"], st["active"], st["m"] = st["nz"][prev == 1], st["nz"], 1
+        elif "esc" in st:                                    # the escaped magnitudes came
+            mag[st["esc"]] = halves[st["esc"]] + 1 + prev
+            return None
+        else:                                                # a round of "|symbol| > m" bits
+            active, m, cont = st["active"], st["m"], prev == 1
+            mag[active[~cont]] = m
+            edge = halves[active] == m
+            st["escaped"].append(active[cont & edge])
+            st["active"], st["m"] = active[cont & ~edge], m + 1
+        if st["active"].size:
+            return "bits", more[idx[st["active"]], st["m"]]
+        st["esc"] = np.concatenate(st["escaped"]) if st["escaped"] else np.zeros(0, np.int64)
+        return "uniform", len(st["esc"]), Y_BOUND
+
+    coding.decode_rounds(data, next_round)
+    sym = mag.copy()
+    if "negative" in st:
+        sym[st["negative"]] *= -1
+    return sym
+
+
 class GaussianLatentCodec(nn.Module):
     """y coded as round(y - mean) under N(0, table[index(scale)]).
 
-    Two codings of the symbols (the container's flags say which a file uses):
+    Three codings of the symbols (the container's flags and the model's
+    latent kind say which a file uses):
 
-    * tables (the default): the symbols are grouped by scale index and each
-      group is coded in one call under its fixed integer pmf
+    * "tables" (the default): the symbols are grouped by scale index and
+      each group is coded in one call under its fixed integer pmf
       (priors.gaussian_tables; symbols beyond the table's cover as an escape
       and then their value) -- about 8x faster to decode than
-    * per-symbol: constriction's QuantizedGaussian evaluated for each
-      symbol's standard deviation (files of aecodec 0.1).
+    * "gaussian": constriction's QuantizedGaussian evaluated for each
+      symbol's standard deviation (files of aecodec 0.1);
+    * "bits": the same probabilities as binary decisions (encode_binarized).
     """
 
     def __init__(self) -> None:
@@ -75,33 +140,39 @@ class GaussianLatentCodec(nn.Module):
         return y_hat, likelihoods
 
     @torch.no_grad()
-    def compress(self, y, scales, means, tables: bool = True):
+    def compress(self, y, scales, means, scheme: str = "tables"):
         """-> (bytes, y_hat). ``scales`` and ``means`` must be float64 from a
         deterministic hyper-decoder; y_hat is what decompress returns.
-        ``tables``: the grouped table coding (else per-symbol Gaussians)."""
+        ``scheme``: "tables", "gaussian" or "bits" (see the class)."""
         sym = torch.round(y.double() - means).clamp_(-Y_BOUND, Y_BOUND)
         idx = self.table.index(scales)
-        if not tables:
-            return coding.encode_gaussian(_np_int(sym), self.table.stds(idx), Y_BOUND), sym + means
-        models, halves = _y_models()
-        s, h = _np_int(sym), halves[idx]
-        esc = np.abs(s) > h
-        data = coding.encode_grouped(np.where(esc, 2 * h + 1, s + h), idx, models, 2 * halves + 1,
-                                     s[esc] + Y_BOUND, 2 * Y_BOUND + 1)
+        s = _np_int(sym)
+        if scheme == "gaussian":
+            data = coding.encode_gaussian(s, self.table.stds(idx), Y_BOUND)
+        elif scheme == "bits":
+            data = encode_binarized(s, idx)[0]
+        else:
+            models, halves = _y_models()
+            h = halves[idx]
+            esc = np.abs(s) > h
+            data = coding.encode_grouped(np.where(esc, 2 * h + 1, s + h), idx, models, 2 * halves + 1,
+                                         s[esc] + Y_BOUND, 2 * Y_BOUND + 1)
         return data, sym + means
 
     @torch.no_grad()
-    def decompress(self, data, scales, means, tables: bool = True):
+    def decompress(self, data, scales, means, scheme: str = "tables"):
         idx = self.table.index(scales)
-        if tables:
+        if scheme == "gaussian":
+            sym = coding.decode_gaussian(data, self.table.stds(idx), Y_BOUND)
+        elif scheme == "bits":
+            sym = decode_binarized(data, idx)
+        else:
             models, halves = _y_models()
             h = halves[idx]
             sym, values = coding.decode_grouped(data, idx, models, 2 * halves + 1, 2 * Y_BOUND + 1)
             esc = sym == 2 * h + 1
             sym -= h
             sym[esc] = values - Y_BOUND
-        else:
-            sym = coding.decode_gaussian(data, self.table.stds(idx), Y_BOUND)
         return torch.from_numpy(sym).to(torch.float64).reshape(means.shape) + means
 
 

@@ -238,8 +238,12 @@ class HyperpriorCodec(TransformCodec):
 
     def code_tile(self, state, r):
         scales, means = self._tile_params(state, r)
-        data, y_hat = self.latent.y.compress(state["y"][y_slice(r)], scales, means, state["y_tables"])
+        data, y_hat = self.latent.y.compress(state["y"][y_slice(r)], scales, means, self._y_coding(state))
         return data, (y_hat * state["g"]["y_inv"].double()).float()
+
+    @staticmethod
+    def _y_coding(state) -> str:
+        return "tables" if state["y_tables"] else "gaussian"
 
     def decode_side(self, data: bytes, hp: int, wp: int, quality: float):
         g = self._single_gains(quality)
@@ -248,7 +252,7 @@ class HyperpriorCodec(TransformCodec):
 
     def decode_tile(self, state, data: bytes, r):
         scales, means = self._tile_params(state, r)
-        y_hat = self.latent.y.decompress(data, scales, means, state["y_tables"])
+        y_hat = self.latent.y.decompress(data, scales, means, self._y_coding(state))
         return (y_hat * state["g"]["y_inv"].double()).float()
 
     def _tile_params(self, state, r, margin: int = 2):
@@ -549,7 +553,26 @@ class BinaryCodec(TransformCodec):
         return b
 
 
-ARCHS = {"hyperprior": HyperpriorCodec, "vq": VQCodec, "binary": BinaryCodec}
+class BinarizedHyperpriorCodec(HyperpriorCodec):
+    """A binary latent on the scalar codec's backbone: the quantized latent
+    round(y - mean) is binarized -- is it zero, its sign, then one bit per
+    threshold, |.| > 1, > 2, ... (a thermometer code; each bit thresholds the
+    latent) -- and every bit is coded by constriction under a Bernoulli
+    probability that the hyperprior gives it (latent_codecs.encode_binarized:
+    the exact conditional probabilities of the scalar codec's tables, so a
+    predictable bit costs a small fraction of a bit and the rate matches the
+    scalar coding). Reads the default model's weights file (registry: an
+    architecture override), so nothing is trained or stored twice."""
+
+    latent_kind = "binary"
+
+    @staticmethod
+    def _y_coding(state) -> str:
+        return "bits"
+
+
+ARCHS = {"hyperprior": HyperpriorCodec, "vq": VQCodec, "binary": BinaryCodec,
+         "binarized-hyperprior": BinarizedHyperpriorCodec}
 
 
 def build(cfg: ModelConfig) -> nn.Module:

@@ -36,8 +36,8 @@ class EncodeResult:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(path: str, mtime: float) -> weights.LoadedModel:
-    return weights.load(path)
+def _load_cached(path: str, mtime: float, arch: str | None = None, model_id: str | None = None) -> weights.LoadedModel:
+    return weights.load(path, arch, model_id)
 
 
 def load_model(model=None) -> weights.LoadedModel:
@@ -46,13 +46,16 @@ def load_model(model=None) -> weights.LoadedModel:
         return model
     model = model or registry.DEFAULT_MODEL
     path = Path(model)
+    arch = model_id = None
     if not (path.suffix == ".safetensors" and path.exists()):
         entry = registry.get(str(model))
         path = entry.path
         if not path.exists():
             raise FileNotFoundError(f"weights of model {entry.id!r} are not installed ({path})")
+        if entry.arch:
+            arch, model_id = entry.arch, entry.id
     path = path.resolve()
-    return _load_cached(str(path), path.stat().st_mtime)
+    return _load_cached(str(path), path.stat().st_mtime, arch, model_id)
 
 
 def _quality(q) -> float:

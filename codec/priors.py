@@ -113,3 +113,24 @@ def gaussian_tables() -> tuple[np.ndarray, ...]:
     if [len(t) for t in tables] != list(2 * table_halves() + 2):
         raise RuntimeError(f"{TABLES_FILE} does not match this version's scale table")
     return tables
+
+
+@functools.lru_cache(maxsize=1)
+def binarization_tables() -> tuple[np.ndarray, np.ndarray]:
+    """The y tables read as binary decisions (a binarized latent; see
+    latent_codecs.BinarizedLatentCodec): for each scale index i,
+    ``nonzero[i]`` = P(symbol != 0) and ``more[i, m]`` = P(|symbol| > m given
+    |symbol| >= m) for m = 1..half[i] (beyond the support: the escape).
+    Ratios of the integer tables' sums, so the same float64 everywhere."""
+    tables = gaussian_tables()
+    halves = table_halves()
+    nonzero = np.empty(LEVELS)
+    more = np.zeros((LEVELS, int(halves.max()) + 1))
+    for i, (c, h) in enumerate(zip(tables, halves)):
+        total = int(c.sum())
+        nonzero[i] = (total - int(c[h])) / total
+        mass = c[h + 1:2 * h + 1] + c[h - 1::-1]                # count of |symbol| = m, m = 1..h
+        # tail[m - 1] = count of |symbol| >= m (m = 1..h), escape included; then the escape alone
+        tail = np.append(np.cumsum(mass[::-1])[::-1] + int(c[-1]), int(c[-1]))
+        more[i, 1:h + 1] = tail[1:] / tail[:-1]
+    return nonzero, more

@@ -20,6 +20,8 @@ class ModelEntry:
     qualities: tuple
     purpose: str
     default: bool = False
+    #: read ``file`` as this architecture instead of the one it was saved with
+    arch: str | None = None
 
     @property
     def path(self) -> Path:
@@ -27,7 +29,7 @@ class ModelEntry:
 
     @property
     def card(self) -> Path:
-        return self.path.with_suffix(".md")
+        return WEIGHTS_DIR / f"{self.id}.md" if self.arch else self.path.with_suffix(".md")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -43,8 +45,12 @@ MODELS: dict[str, ModelEntry] = {
                    default=True),
         ModelEntry("vq-residual", "vq", "vq-residual.safetensors", (1.0, 6.0),
                    "VQ-VAE codec on the default model's transforms: 6-stage residual VQ, quality = stages used"),
+        ModelEntry("binary-hp", "binary", "hyperprior-vr.safetensors", (-1.0, 8.0),
+                   "binary codec: the default model's latent binarized (zero, sign, thermometer bits), "
+                   "each bit coded under the hyperprior's probability", arch="binarized-hyperprior"),
         ModelEntry("binary-nested", "binary", "binary-nested.safetensors", (1.0, 6.0),
-                   "binary codec: sign bits, quality = share of channels kept (demonstration-grade)"),
+                   "binary codec trained end to end: sign bits, quality = share of channels kept "
+                   "(demonstration-grade)"),
     )
 }
 

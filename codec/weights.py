@@ -9,6 +9,7 @@ never unpickles anything.
 from __future__ import annotations
 
 import hashlib
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,16 +107,20 @@ def load_state(model: torch.nn.Module, state: dict) -> torch.nn.Module:
     return model
 
 
-def load(path) -> LoadedModel:
+def load(path, arch: str | None = None, model_id: str | None = None) -> LoadedModel:
+    """A weights file -> its model; ``arch`` / ``model_id`` read it as
+    another architecture under another id (registry entries that share a file)."""
     path = Path(path)
     metadata = file_metadata(path)
     if "config" not in metadata:
         raise ValueError(f"{path}: not an aecodec weights file (no config in its metadata)")
     cfg = ModelConfig.from_json(metadata["config"])
+    if arch:
+        cfg = dataclasses.replace(cfg, arch=arch)
     state = load_file(str(path))
     digest = content_hash(state, metadata["config"])
     net = build(cfg)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     load_state(net, state).eval()
-    return LoadedModel(net, metadata.get("model_id", path.stem), digest, cfg,
+    return LoadedModel(net, model_id or metadata.get("model_id", path.stem), digest, cfg,
                        json.loads(metadata.get("meta", "{}")), path)

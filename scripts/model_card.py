@@ -2,6 +2,7 @@
 metadata and kodak_eval's results.
 
     python scripts/model_card.py codec/weights/hyperprior-vr.safetensors [kodak_eval/results/results.json]
+    python scripts/model_card.py binary-hp          # a registry id (one that shares another model's file)
 """
 
 from __future__ import annotations
@@ -64,16 +65,21 @@ def _stage(meta: dict) -> str:
 
 
 def main() -> None:
-    path = Path(sys.argv[1])
+    from codec import registry
+    entry = registry.MODELS.get(sys.argv[1])
+    path = entry.path if entry else Path(sys.argv[1])
     md = weights.file_metadata(path)
     if "kind" in md:
         return head_card(path, md)
     res_path = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("kodak_eval/results/results.json")
-    lm = weights.load(path)
+    lm = weights.load(path, entry.arch, entry.id) if entry and entry.arch else weights.load(path)
     cfg, meta = lm.config, lm.meta
     n_params = sum(p.numel() for p in lm.net.parameters())
     name = f"aecodec {lm.model_id}"
-    lines = [f"# {lm.model_id}", "",
+    shared = ([f"- reads `{path.name}` (the weights of `{path.stem}`) as architecture `{entry.arch}`: "
+               f"{entry.purpose}; no weights of its own; what follows describes those weights"]
+              if entry and entry.arch else [])
+    lines = [f"# {lm.model_id}", "", *shared,
              f"- architecture: `{cfg.arch}`, N={cfg.N}, M={cfg.M}, {cfg.levels} quality levels, "
              f"{n_params / 1e6:.2f} M parameters; file {path.stat().st_size / 1e6:.1f} MB (fp16)",
              f"- lambdas (loss = bpp + lambda*255^2*MSE): {', '.join(map(str, cfg.lambdas))}",
@@ -115,7 +121,7 @@ def main() -> None:
                     f"{k} {'n/a' if v is None else f'{v:+.1f}%'}" for k, v in bd.items())]
             lines.append(f"\nDecoded pixels equal the encoder's reconstruction on every image: {c.get('exact_decode')}")
             lines.append("")
-    out = path.with_suffix(".md")
+    out = entry.card if entry else path.with_suffix(".md")
     out.write_text("\n".join(lines) + "\n")
     print(out.read_text())
 

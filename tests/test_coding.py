@@ -101,3 +101,21 @@ def test_grouped_stream_from_elsewhere_gives_a_coding_error_or_symbols_in_range(
         assert len(values) == np.count_nonzero(out == 2 * halves[groups] + 1) and (values < 8191).all()
     with pytest.raises(coding.CodingError, match="multiple of 4"):
         coding.decode_grouped(b"\x01\x02\x03", groups, models, 2 * halves + 1, 8191)
+
+
+def test_rounds_round_trip_where_each_part_depends_on_the_last():
+    rng = np.random.default_rng(6)
+    first = rng.integers(0, 2, 400)
+    p1 = rng.random(400) * 0.8 + 0.1
+    second = rng.integers(0, 2, int(first.sum()))
+    values = rng.integers(0, 1000, 7)
+    data = coding.encode_rounds([("bits", first, p1), ("bits", second, np.full(len(second), 0.3)),
+                                 ("bits", [], []), ("uniform", values, 1000)])
+    got = []
+
+    def next_round(prev):
+        got.append(prev)
+        return [("bits", p1), ("bits", np.full(int(prev.sum()) if prev is not None else 0, 0.3)),
+                ("bits", np.zeros(0)), ("uniform", 7, 1000), None][len(got) - 1]
+    coding.decode_rounds(data, next_round)
+    assert np.array_equal(got[1], first) and np.array_equal(got[2], second) and np.array_equal(got[4], values)

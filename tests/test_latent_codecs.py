@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from codec.models import HyperpriorCodec, ModelConfig
@@ -60,3 +61,58 @@ def test_training_forward_gives_likelihoods_in_unit_interval():
     for lik in out["likelihoods"].values():
         assert (lik > 0).all() and (lik <= 1).all()
     assert out["x_hat"].shape == (2, 3, 64, 64)
+
+
+def _symbols(seed=0, n=6000):
+    import numpy as np
+    from codec.priors import scale_table
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, 64, n).astype(np.int32)
+    sym = np.clip(np.round(rng.normal(0, scale_table()[idx])), -4095, 4095).astype(np.int32)
+    sym[::211] = rng.integers(-4095, 4096, len(sym[::211]))   # escapes beyond most tables
+    return sym, idx
+
+
+def test_binarized_symbols_round_trip_with_escapes_and_all_zero():
+    import numpy as np
+    from codec.latent_codecs import decode_binarized, encode_binarized
+    sym, idx = _symbols()
+    data, raw = encode_binarized(sym, idx)
+    assert np.array_equal(decode_binarized(data, idx), sym)
+    zeros = np.zeros(500, np.int32)
+    data0, raw0 = encode_binarized(zeros, idx[:500])
+    assert np.array_equal(decode_binarized(data0, idx[:500]), zeros) and raw0 == 500
+    assert np.array_equal(decode_binarized(encode_binarized(zeros[:0], idx[:0])[0], idx[:0]), zeros[:0])
+
+
+def test_binarized_coding_costs_what_the_tables_cost_and_less_than_its_raw_bits():
+    import numpy as np
+    from codec import coding
+    from codec.latent_codecs import _y_models, encode_binarized
+    from codec.priors import scale_table
+    rng = np.random.default_rng(1)
+    idx = rng.integers(5, 40, 40000).astype(np.int32)
+    sym = np.round(rng.normal(0, scale_table()[idx])).astype(np.int32)
+    data, raw = encode_binarized(sym, idx)
+    models, halves = _y_models()
+    tables = coding.encode_grouped(sym + halves[idx], idx, models, 2 * halves + 1, np.zeros(0, np.int32), 8191)
+    assert abs(len(data) / len(tables) - 1) < 0.01
+    assert 8 * len(data) < 0.8 * raw          # predictable bits cost less than a bit each
+
+
+def test_binarized_codec_on_the_scalar_weights_gives_the_scalar_pixels(tmp_path):
+    import numpy as np
+    from codec import pipeline, weights
+    net = tiny()
+    f = weights.save(net, tmp_path / "t.safetensors", "t")
+    scalar = weights.load(f)
+    binary = weights.load(f, arch="binarized-hyperprior", model_id="t-bits")
+    assert binary.net.latent_kind == "binary" and binary.weights_hash == scalar.weights_hash
+    img = (np.random.default_rng(2).random((48, 80, 3)) * 255).astype(np.uint8)
+    a = pipeline.encode(img, 3, model=scalar)
+    b = pipeline.encode(img, 3, model=binary)
+    assert np.array_equal(a.picture.rgb, b.picture.rgb) and b.header.latent_kind == "binary"
+    assert abs(len(a.data) - len(b.data)) <= 0.02 * len(a.data) + 16
+    assert np.array_equal(pipeline.decode(b.data, model=binary).rgb, b.picture.rgb)
+    with pytest.raises(pipeline.DecodeError, match="made by model 't-bits'"):
+        pipeline.decode(b.data, model=scalar)

@@ -150,19 +150,22 @@ def test_fuzz_decoder_mutations_give_clear_errors(tiny_model, valid_file, edits,
     assert pic.rgb.shape == (40, 70, 3)
 
 
-def test_shipped_default_model_round_trips_across_processes(photo, tmp_path):
+@pytest.mark.parametrize("model", ["hyperprior-vr", "binary-hp"])
+def test_shipped_default_model_round_trips_across_processes(photo, tmp_path, model):
     """The shipped weights load, code a real photo crop, and decode bit-exactly
-    in another process with another thread count."""
+    in another process with another thread count (binary-hp: the same weights
+    read as a binary latent)."""
     from codec import registry
-    if not registry.get(registry.DEFAULT_MODEL).path.exists():
+    if not registry.get(model).path.exists():
         pytest.skip("default weights not installed")
-    res = codec.encode(photo, quality=5.5)
+    res = codec.encode(photo, quality=5.5, model=model)
+    assert res.header.model == model and res.header.latent_kind == registry.get(model).latent_kind
     f = tmp_path / "x.aec"
     f.write_bytes(res.data)
     import hashlib
     want = hashlib.sha256(res.picture.rgb.tobytes()).hexdigest()
     for threads in (1, 2):
-        out = subprocess.run([sys.executable, "-c", DECODE_SCRIPT, str(f), registry.DEFAULT_MODEL, str(threads)],
+        out = subprocess.run([sys.executable, "-c", DECODE_SCRIPT, str(f), model, str(threads)],
                              capture_output=True, text=True, check=True)
         assert out.stdout.strip() == want
     assert res.psnr > 20 and res.bpp < 8
