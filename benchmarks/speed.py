@@ -3,11 +3,14 @@ implementation of the same architecture and Pillow's JPEG / WebP / AVIF.
 
     python benchmarks/speed.py [--model ID|PATH] [--images A.png,B.png] [--repeat 5]
 
-For aecodec, decode time is split into entropy decoding (constriction: z and
-y streams) and transforms (h_s: integer layers where the model has them,
-else float64; g_s), tile by tile as the decoder runs them. CompressAI's reference
-(``MeanScaleHyperprior`` with random weights, its own rANS coder) runs at
-the same N, M on the same pixels. Prints a table, writes JSON.
+For the scalar models (the default, and binary-hp on its weights), decode
+time is split into entropy decoding (constriction: z and y streams) and
+transforms (h_s: integer layers where the model has them, else float64; g_s),
+tile by tile as the decoder runs them; the other shipped codecs (VQ, binary)
+are timed in total. CompressAI's reference (``MeanScaleHyperprior`` with
+random weights, its own rANS coder) runs at the default model's N, M on the
+same pixels; the speed ratios compare the default model with it. Prints a
+table, writes JSON.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from codec import pipeline, tiling
+from codec import pipeline, registry, tiling
 from codec.container import FLAG_Y_TABLES
 from codec.models import pad_to, y_slice
 
@@ -46,11 +49,13 @@ def bench_aecodec(lm, img, repeat, quality=4.0, precision="fp32"):
     net = lm.net
     enc_s, res = _best(lambda: pipeline.encode(img, quality, lm, precision=precision), repeat)
     dec_s, _ = _best(lambda: pipeline.decode(res.data, lm), repeat)
+    if not hasattr(net, "_tile_params"):  # the discrete codecs: totals only
+        return {"encode_s": enc_s, "decode_s": dec_s, "bpp": res.bpp, "psnr": res.psnr}
     # decode, split by stage
     from codec.container import unpack
     header, streams = unpack(res.data)
     hp, wp = tiling.padded_size(net, header.height, header.width)
-    tables = bool(header.flags & FLAG_Y_TABLES)
+    scheme = net._y_coding({"y_tables": bool(header.flags & FLAG_Y_TABLES)})
     rects = tiling.rects(hp, wp, header.tile * 64)
     t = {"h_s": 0.0, "y_decode": 0.0}
     with torch.inference_mode():
@@ -59,7 +64,7 @@ def bench_aecodec(lm, img, repeat, quality=4.0, precision="fp32"):
         for r, data in zip(rects, streams[2:]):  # tile by tile, as tiling.decode
             dt, (scales, means) = _best(lambda: net._tile_params(state, r), repeat)
             t["h_s"] += dt
-            dt, y_hat = _best(lambda: net.latent.y.decompress(data, scales, means, tables), repeat)
+            dt, y_hat = _best(lambda: net.latent.y.decompress(data, scales, means, scheme), repeat)
             t["y_decode"] += dt
             y_in[y_slice(r)] = (y_hat * state["g"]["y_inv"].double()).float()
         t["g_s"], _ = _best(lambda: tiling._synthesize(net, y_in, (hp, wp), header.tile * 64,
@@ -129,7 +134,9 @@ def bench_throughput(folder: Path, count: int, workers_list, devices) -> list[di
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=None)
+    ap.add_argument("--model", default=None, help="the model compared with CompressAI's reference (default: the default)")
+    ap.add_argument("--others", default=None,
+                    help="comma-separated other models timed beside it (default: every other installed shipped codec)")
     ap.add_argument("--images", default="")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", default="1,2")
@@ -142,6 +149,9 @@ def main() -> None:
     paths = [sorted(p.glob("*.png"))[0] if p.is_dir() else p for p in paths]
     # the synthesis arithmetic: fp32 always, bf16 where the CPU has it natively
     precisions = ["fp32"] + (["bf16"] if tiling.default_precision() == "bf16" else [])
+    others = [m for m in (a.others.split(",") if a.others is not None else
+                          [e.id for e in registry.MODELS.values() if e.path.exists()]) if m and m != lm.model_id]
+    others = [pipeline.load_model(m) for m in others]
     rows = []
     for path in paths:
         img = np.asarray(Image.open(path).convert("RGB"))
@@ -152,6 +162,8 @@ def main() -> None:
                        for p in precisions}
             entries |= {f"compressai MeanScaleHyperprior({lm.config.N},{lm.config.M}) reference":
                            bench_compressai(lm.config, img, a.repeat)}
+            entries |= {f"aecodec {o.model_id} {precisions[-1]}": bench_aecodec(o, img, a.repeat, precision=precisions[-1])
+                        for o in others}
             entries.update(bench_pillow(img, a.repeat))
             for name, r in entries.items():
                 r.update(codec=name, image=path.name, megapixels=round(mp, 3), threads=threads,
@@ -167,7 +179,7 @@ def main() -> None:
     for r in rows:
         ref = [c for c in rows if c["codec"].startswith("compressai") and c["image"] == r["image"]
                and c["threads"] == r["threads"]]
-        if r["codec"].startswith("aecodec") and ref:
+        if r["codec"].startswith(f"aecodec {lm.model_id} ") and ref:
             ratios.append({"codec": r["codec"], "image": r["image"], "threads": r["threads"],
                            "decode_speed_vs_compressai": ref[0]["decode_s"] / r["decode_s"],
                            "encode_speed_vs_compressai": ref[0]["encode_s"] / r["encode_s"]})
