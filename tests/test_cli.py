@@ -211,3 +211,12 @@ def test_a_reader_that_leaves_early_is_not_an_error():
     err = p.stderr.read()
     assert p.wait(timeout=120) != 0
     assert err == b""
+
+
+def test_models_says_which_file_a_shared_model_reads():
+    r = run("models")
+    assert r.exit_code == 0
+    line = next(l for l in r.stdout.splitlines() if l.startswith("binary-hp:"))
+    assert "binary latent" in line and "reads hyperprior-vr.safetensors" in line
+    entry = next(m for m in json.loads(run("models", "--json").stdout) if m["id"] == "binary-hp")
+    assert entry["arch"] == "binarized-hyperprior" and entry["file"] == "hyperprior-vr.safetensors"
