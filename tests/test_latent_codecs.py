@@ -116,3 +116,18 @@ def test_binarized_codec_on_the_scalar_weights_gives_the_scalar_pixels(tmp_path)
     assert np.array_equal(pipeline.decode(b.data, model=binary).rgb, b.picture.rgb)
     with pytest.raises(pipeline.DecodeError, match="made by model 't-bits'"):
         pipeline.decode(b.data, model=scalar)
+
+
+def test_binarized_decoder_on_garbage_ends_with_symbols_or_a_coding_error():
+    import numpy as np
+    from codec import coding
+    from codec.latent_codecs import decode_binarized
+    rng = np.random.default_rng(7)
+    idx = rng.integers(0, 64, 400).astype(np.int32)
+    for n in (0, 1, 5, 40, 400):
+        data = rng.integers(0, 256, 4 * n, dtype=np.uint8).tobytes()
+        try:
+            sym = decode_binarized(data, idx)
+        except coding.CodingError:
+            continue
+        assert sym.shape == (400,) and sym.dtype == np.int32
