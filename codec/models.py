@@ -279,10 +279,13 @@ class VQCodec(TransformCodec):
     codes the anchors ((i + j) even) under that prior and every other index
     under a copy mixture (a neighbour often repeats in smooth regions)::
 
-        p(i) = (1 - a[s, g]) * pmf[s, g](i) + a[s, g] * (anchor neighbours equal to i) / (their number)
+        p(i) = (1 - a) * pmf[s, g](i) + a * (anchor neighbours equal to i) / (their number)
 
-    ``a`` (``copy_int``, out of 2^16) is fitted by EM on training images
-    (training/refit.py). Training itself uses the factorized prior.
+    with ``a = a[s, g, k]``, k the largest number of neighbours that agree on
+    one index (0-4: where all four agree, copying is likelier than where
+    they differ). ``a`` (``copy_int``, out of 2^16) is fitted by EM on
+    training images (training/refit.py); files with one weight per (s, g)
+    (shape (S, G)) still read. Training itself uses the factorized prior.
     """
 
     latent_kind = "vq"
@@ -295,7 +298,7 @@ class VQCodec(TransformCodec):
         self.prior_logits = nn.Parameter(torch.zeros(cfg.levels, self.groups, cfg.codebook))
         self.register_buffer("pmf_int", torch.ones(cfg.levels, self.groups, cfg.codebook, dtype=torch.int32))
         if cfg.context:
-            self.register_buffer("copy_int", torch.zeros(cfg.levels, self.groups, dtype=torch.int32))
+            self.register_buffer("copy_int", torch.zeros(cfg.levels, self.groups, 5, dtype=torch.int32))
 
     def stages(self, quality) -> torch.Tensor:
         q = torch.as_tensor(quality, dtype=torch.float32)
@@ -335,8 +338,9 @@ class VQCodec(TransformCodec):
         """Probability rows (n_rest, K) of the non-anchor indices of stage s,
         group g, from the anchors' indices in ``grid`` (h, w)."""
         pf = self._pmfs(s + 1)[s * self.groups + g]
-        a = float(self.copy_int[s, g]) / 65536.0
         nb = neighbour_indices(grid, rest)
+        table = self.copy_int[s, g].numpy().astype(np.float64) / 65536.0
+        a = (table[agreement(nb)] if table.ndim else np.full(len(nb), float(table)))[:, None]
         counts = np.zeros((len(nb), self.cfg.codebook))
         for j in range(4):
             ok = nb[:, j] >= 0
@@ -408,6 +412,14 @@ def neighbour_indices(grid: np.ndarray, rest: np.ndarray) -> np.ndarray:
         ok = (r2 >= 0) & (r2 < h) & (c2 >= 0) & (c2 < w)
         nb[ok, j] = grid[r2[ok], c2[ok]]
     return nb
+
+
+def agreement(nb: np.ndarray) -> np.ndarray:
+    """(n, 4) neighbour indices (-1: none) -> (n,) the largest number of
+    them equal to one index (0 where there are none)."""
+    valid = nb >= 0
+    same = (nb[:, :, None] == nb[:, None, :]) & valid[:, :, None] & valid[:, None, :]
+    return same.sum(2).max(1)
 
 
 def checkerboard(h: int, w: int) -> torch.Tensor:

@@ -293,8 +293,31 @@ def test_vq_context_fit_codes_fewer_bits_and_round_trips_exactly(vq_file, folder
     net = with_context(weights.load(vq_file).net)
     fit = fit_vq_context(net, [folder_of])
     assert fit["context_bits_per_index"] <= fit["factorized_bits_per_index"] + 1e-9
-    assert ((net.copy_int > 0) & (net.copy_int < 65536)).all()
+    assert net.copy_int.shape[-1] == 5 and (net.copy_int[..., 0] == 0).all()   # 0: no neighbours
+    assert ((net.copy_int >= 0) & (net.copy_int < 65536)).all() and (net.copy_int[..., 1:] > 0).any()
     assert_round_trips_exactly(photo, weights.save(net, tmp_path / "vqctx.safetensors", "vq-ctx"), 3)
+
+
+def test_agreement_counts_the_largest_group_of_equal_neighbours():
+    from codec.models import agreement
+    nb = np.array([[4, 4, 4, 4], [4, -1, 4, 2], [1, 2, 3, -1], [-1, -1, -1, -1], [5, 6, 5, 6]])
+    assert agreement(nb).tolist() == [4, 2, 1, 0, 2]
+
+
+def test_vq_files_with_one_copy_weight_per_stage_and_group_still_decode(vq_file, photo, tmp_path):
+    """The context model of earlier files had one copy weight per (stage, group)."""
+    from codec.models import checkerboard
+    from codec.training.refit import with_context
+    net = with_context(weights.load(vq_file).net)
+    net.copy_int = torch.full(net.copy_int.shape[:2], 20000, dtype=torch.int32)
+    old = weights.load(weights.save(net, tmp_path / "old.safetensors", "vq-old")).net
+    assert old.copy_int.shape == net.copy_int.shape
+    new = with_context(weights.load(vq_file).net)
+    new.copy_int.fill_(20000)
+    grid = np.random.default_rng(1).integers(0, 16, (6, 5))
+    rest = ~checkerboard(6, 5).numpy()
+    assert np.array_equal(old.copy_probs(grid, 1, 0, rest), new.copy_probs(grid, 1, 0, rest))
+    assert_round_trips_exactly(photo, tmp_path / "old.safetensors", 3)
 
 
 def replace_cfg(cfg, **kw):

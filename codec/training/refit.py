@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from .. import tiling
-from ..models import CONTEXT_STATES, BinaryCodec, VQCodec, checkerboard, context_state, neighbour_indices
+from ..models import CONTEXT_STATES, BinaryCodec, VQCodec, agreement, checkerboard, context_state, neighbour_indices
 from .data import list_images, load_uint8, split
 
 
@@ -87,7 +87,7 @@ def fit_vq_context(net: VQCodec, folders, iterations: int = 30) -> dict:
     if not net.cfg.context:
         raise ValueError("the VQ model was built without a context model (cfg.context)")
     S, G = net.cfg.levels, net.groups
-    pf_all, q_all = [[[] for _ in range(G)] for _ in range(S)], [[[] for _ in range(G)] for _ in range(S)]
+    pf_all, q_all, k_all = ([[[] for _ in range(G)] for _ in range(S)] for _ in range(3))
     for y in _latents(net, folders):
         _, syms, _ = net.vq(y, torch.tensor([S]))
         h, w = syms.shape[-2:]
@@ -101,18 +101,26 @@ def fit_vq_context(net: VQCodec, folders, iterations: int = 30) -> dict:
                 q = (nb == sym[:, None]).sum(1) / np.maximum((nb >= 0).sum(1), 1)
                 pf_all[s][g].append(pmf[s * G + g][sym])
                 q_all[s][g].append(q)
+                k_all[s][g].append(agreement(nb))
     before = after = count = 0.0
+    copy = torch.zeros(S, G, 5, dtype=torch.int32)   # one weight per agreement count (0: no neighbours)
     for s in range(S):
         for g in range(G):
-            pf, q = np.concatenate(pf_all[s][g]), np.concatenate(q_all[s][g])
-            a = 0.5
-            for _ in range(iterations):
-                a = float(np.mean(a * q / ((1 - a) * pf + a * q)))
-            a = min(max(a, 1 / 65536), 1 - 1 / 65536)
-            net.copy_int[s, g] = int(round(a * 65536))
+            pf, q, ks = (np.concatenate(x[s][g]) for x in (pf_all, q_all, k_all))
+            for k in range(1, 5):
+                sel = ks == k
+                if not sel.any():
+                    continue
+                a = 0.5
+                for _ in range(iterations):
+                    a = float(np.mean(a * q[sel] / ((1 - a) * pf[sel] + a * q[sel])))
+                a = min(max(a, 1 / 65536), 1 - 1 / 65536)
+                copy[s, g, k] = int(round(a * 65536))
+            a = copy[s, g].numpy()[ks] / 65536.0
             before += float(-np.log2(pf).sum())
             after += float(-np.log2((1 - a) * pf + a * q).sum())
             count += len(pf)
+    net.copy_int = copy
     return {"factorized_bits_per_index": before / count, "context_bits_per_index": after / count}
 
 
