@@ -31,6 +31,8 @@ weights as int16 and float32 buffers.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -106,7 +108,7 @@ class IntegerHyperSynthesis(nn.Module):
         """Quantize from h_s's float weights; ``inputs``: h_s inputs (float64)
         whose activation ranges (times ``margin``) set each layer's ``act``."""
         convs = check_structure(h_s)
-        h64 = [m.double() for m in _copies(h_s)]
+        h64 = [copy.deepcopy(m).double().eval() for m in h_s]
         peak = [None] * len(convs)
         for x in inputs:
             x = x.double()
@@ -137,7 +139,7 @@ class IntegerHyperSynthesis(nn.Module):
 
     @torch.no_grad()
     def forward(self, h_s: nn.Sequential, x64: torch.Tensor, first) -> torch.Tensor:
-        """h_s(x64) -> float64; ``first(layer, x)`` runs the float64 first layer."""
+        """h_s(x64) -> float64; ``first(x)`` runs the float64 first layer."""
         convs = check_structure(h_s)
         slope = [a.negative_slope for a in list(h_s)[1::2]]
         x = F.leaky_relu(first(x64), slope[0])
@@ -154,7 +156,3 @@ class IntegerHyperSynthesis(nn.Module):
                 x = F.leaky_relu(x, slope[k])
         return x.double()
 
-
-def _copies(h_s: nn.Sequential):
-    import copy
-    return [copy.deepcopy(m).eval() for m in h_s]

@@ -118,7 +118,7 @@ def gaussian_tables() -> tuple[np.ndarray, ...]:
 @functools.lru_cache(maxsize=1)
 def binarization_tables() -> tuple[np.ndarray, np.ndarray]:
     """The y tables read as binary decisions (a binarized latent; see
-    latent_codecs.BinarizedLatentCodec): for each scale index i,
+    latent_codecs.encode_binarized): for each scale index i,
     ``nonzero[i]`` = P(symbol != 0) and ``more[i, m]`` = P(|symbol| > m given
     |symbol| >= m) for m = 1..half[i] (beyond the support: the escape).
     Ratios of the integer tables' sums, so the same float64 everywhere."""

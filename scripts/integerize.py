@@ -11,23 +11,20 @@ import glob
 import json
 import os
 
-import torch
 from safetensors.torch import load_file
 
 from codec import io, tiling, weights
 
 
 def y_bytes(net, rgbs, quality, integer: bool) -> int:
-    saved = {k: v for k, v in net.latent.hs_int._buffers.items()}
+    hs_int = net.latent.hs_int
+    saved = hs_int.state_dict()
     if not integer:
-        for k in saved:
-            net.latent.hs_int._buffers[k] = torch.empty(0)
-    net.latent._cache.clear()
+        hs_int.clear()  # h_s in float64
     try:
         return sum(sum(len(s) for s in tiling.encode(net, rgb, quality, 0)[0][2:]) for rgb in rgbs)
     finally:
-        net.latent.hs_int._buffers.update(saved)
-        net.latent._cache.clear()
+        hs_int.load_state_dict(saved)
 
 
 def main():
