@@ -70,21 +70,61 @@ def check_structure(h_s: nn.Sequential) -> list[nn.Module]:
     return convs
 
 
-class IntegerHyperSynthesis(nn.Module):
-    """Buffers of the integer layers (empty until :meth:`build`); the float
-    layers and biases stay in h_s itself."""
+def quantize_layer(conv: nn.Module, weight: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer weights and per-output scales of one layer whose input is
+    quantized with per-channel steps ``act``: ``sum |weight| * ACT_MAX`` stays
+    below 2^24 for every output, so the layer's sums are exact in float32.
+    -> (int16 weights, float32 scales)."""
+    w = weight.detach().double()
+    out = _out_dim(conv)
+    w = w * _per_channel(act.double(), 1 - out)       # fold the input scale in
+    sums = tuple(d for d in range(4) if d != out)
+    l1 = w.abs().sum(dim=sums)
+    budget = (EXACT - 1) // ACT_MAX
+    taps = w.numel() // w.shape[out]
+    scale = (l1 / (budget - taps)).clamp_min(1e-30).float()
+    wq = torch.round(w / _per_channel(scale.double(), out))
+    assert ((wq.abs().sum(dim=sums) * ACT_MAX) < EXACT).all() and budget < 2 ** 15
+    return wq.to(torch.int16), scale                  # |w| <= the budget < 2^15
 
-    def __init__(self, layers: int) -> None:
+
+def act_steps(peak: torch.Tensor, margin: float) -> torch.Tensor:
+    """Per-channel quantization steps of activations that reach ``peak`` (fp32, as used)."""
+    return (peak * margin / ACT_MAX).clamp_min(1e-12).float()
+
+
+def integer_layer(conv: nn.Module, a: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor,
+                  bias: torch.Tensor) -> torch.Tensor:
+    """One integer layer: quantized activations ``a`` (float32 holding
+    integers) -> ``acc * scale + bias`` (float32; the same on every platform)."""
+    acc = _conv(conv, a, weight)
+    return acc * scale.view(1, -1, 1, 1) + bias.float().view(1, -1, 1, 1)
+
+
+def quantize_input(x: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    """``clamp(round(x / act), -A, A)`` per channel (float32 holding integers);
+    a float64 ``x`` is divided in float64."""
+    step = act.double() if x.dtype == torch.float64 else act
+    return torch.round(x / step.view(1, -1, 1, 1)).float().clamp_(-ACT_MAX, ACT_MAX)
+
+
+class IntegerBuffers(nn.Module):
+    """Buffers of integer layers, empty until built: a model trained
+    before them (or not built yet) simply has none, loads without them and
+    saves none."""
+
+    NAMES: tuple = ()
+
+    def __init__(self, layers: range) -> None:
         super().__init__()
-        self.layers = layers
         self._float = {}  # float32 copies of the integer weights, for the convolutions
-        for k in range(1, layers):
-            for name in ("act", "weight", "scale"):
+        for k in layers:
+            for name in self.NAMES:
                 self.register_buffer(f"{name}{k}", torch.empty(0))
 
     @property
     def ready(self) -> bool:
-        return self.weight1.numel() > 0
+        return next(iter(self._buffers.values())).numel() > 0
 
     def clear(self) -> None:
         self._float.clear()
@@ -93,7 +133,6 @@ class IntegerHyperSynthesis(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
-        # a model without them (trained before, or not built yet) simply has none
         self._float.clear()
         for name in list(self._buffers):
             t = state_dict.get(prefix + name)
@@ -103,38 +142,52 @@ class IntegerHyperSynthesis(nn.Module):
         if self.ready:
             super()._save_to_state_dict(destination, prefix, keep_vars)
 
+    def _weight(self, k: int) -> torch.Tensor:
+        if k not in self._float:
+            self._float[k] = getattr(self, f"weight{k}").float()
+        return self._float[k]
+
+
+def _peaks(layers: list[nn.Module], inputs: list[torch.Tensor]) -> list:
+    """Per-channel peak |activation| entering each (conv) layer of a
+    (conv, LeakyReLU)* conv chain, in float64; entry 0 is the input's."""
+    h64 = [copy.deepcopy(m).double().eval() for m in layers]
+    peak = [None] * ((len(layers) + 1) // 2)
+    for x in inputs:
+        x = x.double()
+        m = x.abs().amax(dim=(0, 2, 3))
+        peak[0] = m if peak[0] is None else torch.maximum(peak[0], m)
+        for i, layer in enumerate(h64):
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                m = x.abs().amax(dim=(0, 2, 3))
+                k = i // 2 + 1
+                peak[k] = m if peak[k] is None else torch.maximum(peak[k], m)
+    return peak
+
+
+class IntegerHyperSynthesis(IntegerBuffers):
+    """Buffers of the integer layers (empty until :meth:`build`); the float
+    layers and biases stay in h_s itself."""
+
+    NAMES = ("act", "weight", "scale")
+
+    def __init__(self, layers: int) -> None:
+        super().__init__(range(1, layers))
+        self.layers = layers
+
     @torch.no_grad()
     def build(self, h_s: nn.Sequential, inputs: list[torch.Tensor], margin: float = 1.0) -> None:
         """Quantize from h_s's float weights; ``inputs``: h_s inputs (float64)
         whose activation ranges (times ``margin``) set each layer's ``act``."""
         convs = check_structure(h_s)
-        h64 = [copy.deepcopy(m).double().eval() for m in h_s]
-        peak = [None] * len(convs)
-        for x in inputs:
-            x = x.double()
-            for i, layer in enumerate(h64):
-                x = layer(x)
-                if isinstance(layer, nn.LeakyReLU):
-                    m = x.abs().amax(dim=(0, 2, 3))
-                    k = i // 2 + 1
-                    peak[k] = m if peak[k] is None else torch.maximum(peak[k], m)
+        peak = _peaks(list(h_s), inputs)
+        self._float.clear()
         for k in range(1, len(convs)):
-            conv = convs[k]
-            # fp32 values stored as they are used
-            act = (peak[k] * margin / ACT_MAX).clamp_min(1e-12).float()
-            w = conv.weight.detach().double()
-            out = _out_dim(conv)
-            w = w * _per_channel(act.double(), 1 - out)       # fold the input scale in
-            sums = tuple(d for d in range(4) if d != out)
-            l1 = w.abs().sum(dim=sums)
-            budget = (EXACT - 1) // ACT_MAX
-            taps = w.numel() // w.shape[out]
-            scale = (l1 / (budget - taps)).clamp_min(1e-30).float()
-            wq = torch.round(w / _per_channel(scale.double(), out))
-            assert ((wq.abs().sum(dim=sums) * ACT_MAX) < EXACT).all() and budget < 2 ** 15
-            self._float.clear()
+            act = act_steps(peak[k], margin)
+            wq, scale = quantize_layer(convs[k], convs[k].weight, act)
             setattr(self, f"act{k}", act)
-            setattr(self, f"weight{k}", wq.to(torch.int16))  # |w| <= the budget < 2^15
+            setattr(self, f"weight{k}", wq)
             setattr(self, f"scale{k}", scale)
 
     @torch.no_grad()
@@ -144,15 +197,49 @@ class IntegerHyperSynthesis(nn.Module):
         slope = [a.negative_slope for a in list(h_s)[1::2]]
         x = F.leaky_relu(first(x64), slope[0])
         for k in range(1, len(convs)):
-            act = getattr(self, f"act{k}")
-            a = torch.round(x.float() / act.view(1, -1, 1, 1)) if k > 1 else \
-                torch.round(x / act.double().view(1, -1, 1, 1)).float()
-            a.clamp_(-ACT_MAX, ACT_MAX)
-            if k not in self._float:
-                self._float[k] = getattr(self, f"weight{k}").float()
-            acc = _conv(convs[k], a, self._float[k])
-            x = acc * getattr(self, f"scale{k}").view(1, -1, 1, 1) + convs[k].bias.detach().float().view(1, -1, 1, 1)
+            a = quantize_input(x, getattr(self, f"act{k}"))
+            x = integer_layer(convs[k], a, self._weight(k), getattr(self, f"scale{k}"), convs[k].bias.detach())
             if k < len(convs) - 1:
                 x = F.leaky_relu(x, slope[k])
         return x.double()
 
+
+class IntegerNet(IntegerBuffers):
+    """A (conv, LeakyReLU)* conv network run on integers from its input on:
+    the input too is quantized per channel (``act0``), so no layer sums
+    floats. Holds its own biases; the float network it came from is only
+    needed to :meth:`build` it."""
+
+    NAMES = ("act", "weight", "scale", "bias")
+
+    def __init__(self, layers: int) -> None:
+        super().__init__(range(layers))
+        self.layers = layers
+
+    @torch.no_grad()
+    def build(self, net: nn.Sequential, inputs: list[torch.Tensor], margin: float = 1.0) -> None:
+        convs = check_structure(net)
+        if len(convs) != self.layers:
+            raise ValueError(f"integer net has {self.layers} layers, the float one {len(convs)}")
+        peak = _peaks(list(net), inputs)
+        self._float.clear()
+        for k, conv in enumerate(convs):
+            act = act_steps(peak[k], margin)
+            wq, scale = quantize_layer(conv, conv.weight, act)
+            setattr(self, f"act{k}", act)
+            setattr(self, f"weight{k}", wq)
+            setattr(self, f"scale{k}", scale)
+            setattr(self, f"bias{k}", conv.bias.detach().float().clone())
+
+    @torch.no_grad()
+    def forward(self, x64: torch.Tensor, convs: list[nn.Module], slope: float = 0.01) -> torch.Tensor:
+        """-> float64 output; ``convs``: layers with the float net's geometry
+        (kernel, stride, padding; their weights are not read)."""
+        x = x64
+        for k in range(self.layers):
+            a = quantize_input(x, getattr(self, f"act{k}"))
+            x = integer_layer(convs[k], a, self._weight(k), getattr(self, f"scale{k}"),
+                              getattr(self, f"bias{k}"))
+            if k < self.layers - 1:
+                x = F.leaky_relu(x, slope)
+        return x.double()

@@ -91,3 +91,48 @@ def test_training_drops_the_integer_layers_and_export_rebuilds_them(tiny_model, 
     again = weights.load(out).net
     assert again.latent.hs_int.ready
     assert not torch.equal(again.latent.hs_int.scale2, weights.load(tiny_model).net.latent.hs_int.scale2)
+
+
+def _small_net():
+    torch.manual_seed(1)
+    return torch.nn.Sequential(torch.nn.Conv2d(5, 16, 3, padding=1), torch.nn.LeakyReLU(),
+                               torch.nn.Conv2d(16, 16, 1), torch.nn.LeakyReLU(), torch.nn.Conv2d(16, 4, 1)).eval()
+
+
+def test_integer_net_quantizes_its_input_too_and_stays_close():
+    """IntegerNet: every layer on integers, the input included."""
+    net = _small_net()
+    inputs = [torch.randn(2, 5, 7, 9, dtype=torch.float64) * 4 for _ in range(3)]
+    inet = integer.IntegerNet(3)
+    inet.build(net, inputs)
+    assert inet.ready and all(getattr(inet, f"weight{k}").dtype == torch.int16 for k in range(3))
+    convs = list(net)[0::2]
+    with torch.no_grad():
+        for x in inputs:
+            ref = copy.deepcopy(net).double()(x)
+            got = inet(x, convs)
+            assert got.dtype == torch.float64
+            assert (got - ref).abs().max() < 0.03 * ref.abs().max()
+
+
+def test_integer_net_gives_the_same_bits_on_any_thread_count():
+    net = _small_net()
+    x = torch.randn(1, 5, 40, 40, dtype=torch.float64) * 4
+    inet = integer.IntegerNet(3)
+    inet.build(net, [x])
+    threads = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            outs.append(inet(x, list(net)[0::2]))
+        assert torch.equal(outs[0], outs[1])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_integer_net_saves_nothing_until_built():
+    inet = integer.IntegerNet(3)
+    assert not inet.ready and inet.state_dict() == {}
+    inet.load_state_dict({})                                 # a file without it loads
+    assert not inet.ready
