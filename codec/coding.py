@@ -63,14 +63,7 @@ def _grouping(groups: np.ndarray, n_groups: int):
     return order, ends - counts, ends
 
 
-def encode_grouped(symbols: np.ndarray, groups: np.ndarray, models: list, escapes: np.ndarray,
-                   escape_values: np.ndarray, escape_size: int) -> bytes:
-    """Code ``symbols[i]`` under ``models[groups[i]]`` (constriction models,
-    e.g. from :func:`categorical_models`), the symbols of one group after
-    another, so each group is one vectorised call under one fixed model;
-    then ``escape_values`` (uniform over ``0..escape_size-1``), one for
-    each symbol equal to its group's escape entry ``escapes[group]``."""
-    coder = _stream.stack.AnsCoder()
+def _encode_grouped_into(coder, symbols, groups, models, escape_values, escape_size) -> None:
     if len(escape_values):  # a stack: encoded first, decoded last
         coder.encode_reverse(np.ascontiguousarray(escape_values, dtype=np.int32), _model.Uniform(escape_size))
     symbols = np.ascontiguousarray(symbols, dtype=np.int32)
@@ -78,13 +71,9 @@ def encode_grouped(symbols: np.ndarray, groups: np.ndarray, models: list, escape
     for g in reversed(range(len(models))):
         if ends[g] > starts[g]:
             coder.encode_reverse(symbols[order[starts[g]:ends[g]]], models[g])
-    return _finish(coder)
 
 
-def decode_grouped(data: bytes, groups: np.ndarray, models: list, escapes: np.ndarray,
-                   escape_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`encode_grouped` -> (symbols, escape values)."""
-    coder = _stream.stack.AnsCoder(_words(data))
+def _decode_grouped_from(coder, groups, models, escapes, escape_size) -> tuple[np.ndarray, np.ndarray]:
     out = np.empty(len(groups), np.int32)
     order, starts, ends = _grouping(groups, len(models))
     try:
@@ -97,6 +86,44 @@ def decode_grouped(data: bytes, groups: np.ndarray, models: list, escapes: np.nd
     except Exception as exc:
         raise CodingError(f"corrupt entropy-coded stream ({exc})") from None
     return out, values
+
+
+def encode_grouped(symbols: np.ndarray, groups: np.ndarray, models: list, escapes: np.ndarray,
+                   escape_values: np.ndarray, escape_size: int) -> bytes:
+    """Code ``symbols[i]`` under ``models[groups[i]]`` (constriction models,
+    e.g. from :func:`categorical_models`), the symbols of one group after
+    another, so each group is one vectorised call under one fixed model;
+    then ``escape_values`` (uniform over ``0..escape_size-1``), one for
+    each symbol equal to its group's escape entry ``escapes[group]``."""
+    return encode_grouped_parts([(symbols, groups, escape_values)], models, escape_size)
+
+
+def decode_grouped(data: bytes, groups: np.ndarray, models: list, escapes: np.ndarray,
+                   escape_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`encode_grouped` -> (symbols, escape values)."""
+    return _decode_grouped_from(_stream.stack.AnsCoder(_words(data)), groups, models, escapes, escape_size)
+
+
+def encode_grouped_parts(parts: list[tuple], models: list, escape_size: int) -> bytes:
+    """Several parts ``(symbols, groups, escape_values)`` as
+    :func:`encode_grouped` codes one, in one stream, in the order a decoder
+    reads them (a later part's groups may depend on the earlier parts)."""
+    coder = _stream.stack.AnsCoder()
+    for symbols, groups, escape_values in reversed(parts):  # a stack: the last encoded is read first
+        _encode_grouped_into(coder, symbols, groups, models, escape_values, escape_size)
+    return _finish(coder)
+
+
+def grouped_parts_decoder(data: bytes, models: list, escapes: np.ndarray, escape_size: int):
+    """Inverse of :func:`encode_grouped_parts`: -> ``next_part(groups)``,
+    which decodes the next part under its groups (known only once the
+    parts before it are decoded) -> (symbols, escape values)."""
+    coder = _stream.stack.AnsCoder(_words(data))
+
+    def next_part(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _decode_grouped_from(coder, groups, models, escapes, escape_size)
+
+    return next_part
 
 
 def encode_rounds(rounds: list[tuple]) -> bytes:

@@ -144,36 +144,58 @@ class GaussianLatentCodec(nn.Module):
         """-> (bytes, y_hat). ``scales`` and ``means`` must be float64 from a
         deterministic hyper-decoder; y_hat is what decompress returns.
         ``scheme``: "tables", "gaussian" or "bits" (see the class)."""
-        sym = torch.round(y.double() - means).clamp_(-Y_BOUND, Y_BOUND)
-        idx = self.table.index(scales)
+        return self.compress_indexed(y, self.table.index(scales), means, scheme)
+
+    @torch.no_grad()
+    def decompress(self, data, scales, means, scheme: str = "tables"):
+        return self.decompress_indexed(data, self.table.index(scales), means, scheme)
+
+    @staticmethod
+    def symbols(y, means) -> torch.Tensor:
+        """The integer symbols (float64) of y under ``means``: round(y - mean), clamped."""
+        return torch.round(y.double() - means).clamp_(-Y_BOUND, Y_BOUND)
+
+    @torch.no_grad()
+    def compress_indexed(self, y, idx: np.ndarray, means, scheme: str = "tables"):
+        """:meth:`compress` with the scale table indexes given (int32, one per element)."""
+        sym = self.symbols(y, means)
         s = _np_int(sym)
         if scheme == "gaussian":
             data = coding.encode_gaussian(s, self.table.stds(idx), Y_BOUND)
         elif scheme == "bits":
             data = encode_binarized(s, idx)[0]
         else:
-            models, halves = _y_models()
-            h = halves[idx]
-            esc = np.abs(s) > h
-            data = coding.encode_grouped(np.where(esc, 2 * h + 1, s + h), idx, models, 2 * halves + 1,
-                                         s[esc] + Y_BOUND, 2 * Y_BOUND + 1)
+            data = coding.encode_grouped_parts([table_part(s, idx)], _y_models()[0], 2 * Y_BOUND + 1)
         return data, sym + means
 
     @torch.no_grad()
-    def decompress(self, data, scales, means, scheme: str = "tables"):
-        idx = self.table.index(scales)
+    def decompress_indexed(self, data, idx: np.ndarray, means, scheme: str = "tables"):
         if scheme == "gaussian":
             sym = coding.decode_gaussian(data, self.table.stds(idx), Y_BOUND)
         elif scheme == "bits":
             sym = decode_binarized(data, idx)
         else:
             models, halves = _y_models()
-            h = halves[idx]
-            sym, values = coding.decode_grouped(data, idx, models, 2 * halves + 1, 2 * Y_BOUND + 1)
-            esc = sym == 2 * h + 1
-            sym -= h
-            sym[esc] = values - Y_BOUND
+            sym = table_symbols(*coding.decode_grouped(data, idx, models, 2 * halves + 1, 2 * Y_BOUND + 1), idx)
         return torch.from_numpy(sym).to(torch.float64).reshape(means.shape) + means
+
+
+def table_part(s: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """int symbols and their scale indexes -> a part for coding.encode_grouped
+    under the y tables: (table entries, groups, escape values); a symbol
+    beyond its table's support is the escape entry, then its value."""
+    h = _y_models()[1][idx]
+    esc = np.abs(s) > h
+    return np.where(esc, 2 * h + 1, s + h), idx, s[esc] + Y_BOUND
+
+
+def table_symbols(entries: np.ndarray, values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`table_part`: decoded table entries and escape values -> int32 symbols."""
+    h = _y_models()[1][idx]
+    esc = entries == 2 * h + 1
+    sym = entries - h
+    sym[esc] = values - Y_BOUND
+    return sym
 
 
 class FactorizedLatentCodec(nn.Module):
