@@ -64,7 +64,10 @@ def bench_aecodec(lm, img, repeat, quality=4.0, precision="fp32"):
         for r, data in zip(rects, streams[2:]):  # tile by tile, as tiling.decode
             dt, (scales, means) = _best(lambda: net._tile_params(state, r), repeat)
             t["h_s"] += dt
-            dt, y_hat = _best(lambda: net.latent.y.decompress(data, scales, means, scheme), repeat)
+            if header.context:  # the passes: entropy decoding and the context model's network
+                dt, y_hat = _best(lambda: net._decode_passes(data, scales, means), repeat)
+            else:
+                dt, y_hat = _best(lambda: net.latent.y.decompress(data, scales, means, scheme), repeat)
             t["y_decode"] += dt
             y_in[y_slice(r)] = (y_hat * state["g"]["y_inv"].double()).float()
         t["g_s"], _ = _best(lambda: tiling._synthesize(net, y_in, (hp, wp), header.tile * 64,

@@ -9,7 +9,8 @@ Layout, little-endian::
     mode         B    0 RGB, 1 L, 2 RGBA, 3 LA
     bit_depth    B    bits per sample of the original image (8 or 16)
     flags        B    bit 0: synthesis ran in bfloat16 (else float32); bit 1:
-                      scalar latent coded under the integer y tables; others 0
+                      scalar latent coded under the integer y tables; bit 2:
+                      and in passes under the model's context model; others 0
     width        I
     height       I
     quality      f    rate parameter the model was run at (float32)
@@ -42,7 +43,10 @@ FLAG_BF16 = 1
 #: flags bit: a scalar latent is coded grouped under the integer y tables
 #: (latent_codecs.GaussianLatentCodec); clear: per-symbol Gaussians (0.1 files)
 FLAG_Y_TABLES = 2
-KNOWN_FLAGS = FLAG_BF16 | FLAG_Y_TABLES
+#: flags bit: the scalar latent is coded in passes, each under the model's
+#: context model given the passes before (context.py); needs FLAG_Y_TABLES
+FLAG_Y_CONTEXT = 4
+KNOWN_FLAGS = FLAG_BF16 | FLAG_Y_TABLES | FLAG_Y_CONTEXT
 
 _FIXED = struct.Struct("<4sBHBBBBIIfH")  # magic .. tile
 _MIN_HEADER = _FIXED.size + 1 + 8 + 4 + 2 + 4 + 4
@@ -72,6 +76,11 @@ class Header:
     def precision(self) -> str:
         """The synthesis arithmetic the encoder used (flags bit 0)."""
         return "bf16" if self.flags & FLAG_BF16 else "fp32"
+
+    @property
+    def context(self) -> bool:
+        """The latent is coded in passes under the model's context model (flags bit 2)."""
+        return bool(self.flags & FLAG_Y_CONTEXT)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -153,6 +162,8 @@ def parse_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
         raise ContainerError("header is corrupt (bad fields)")
     if flags & ~KNOWN_FLAGS:
         raise ContainerError(f"file uses flags {flags:#04x} this aecodec does not know; upgrade aecodec")
+    if flags & FLAG_Y_CONTEXT and not (flags & FLAG_Y_TABLES and kind == 0):
+        raise ContainerError("header is corrupt (context coding without a tabled scalar latent)")
     if width < 1 or height < 1:
         raise ContainerError(f"header claims an empty image ({width}x{height})")
     if max_pixels is not None and width * height > max_pixels:

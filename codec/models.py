@@ -23,9 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import transforms
+from . import coding, transforms
+from .context import PASSES, ContextModel, pass_map
 from .fast import CachedModule
-from .latent_codecs import HyperpriorLatentCodec
+from .latent_codecs import Y_BOUND, HyperpriorLatentCodec, _y_models, table_part, table_symbols
+from .priors import LEVELS
 
 #: CompressAI zoo lambdas (MSE) for qualities 1..8; loss = bpp + lambda*255^2*MSE.
 LAMBDAS_MSE = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
@@ -171,6 +173,13 @@ class HyperpriorCodec(TransformCodec):
         self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, M))
         self.log_zgain = nn.Parameter(torch.zeros(L, N))
         self.log_zinv_gain = nn.Parameter(torch.zeros(L, N))
+        #: channel and checkerboard context for y (context.py); absent from
+        #: files without one, which code y under the hyperprior alone
+        self.context = ContextModel(M)
+
+    @property
+    def has_context(self) -> bool:
+        return self.context.ready
 
     def gains(self, quality: torch.Tensor) -> dict:
         """quality (B,) float in [1, L] -> four (B, C, 1, 1) gain tensors,
@@ -238,7 +247,11 @@ class HyperpriorCodec(TransformCodec):
 
     def code_tile(self, state, r):
         scales, means = self._tile_params(state, r)
-        data, y_hat = self.latent.y.compress(state["y"][y_slice(r)], scales, means, self._y_coding(state))
+        y = state["y"][y_slice(r)]
+        if state.get("y_context"):
+            data, y_hat = self._code_passes(y, scales, means)
+        else:
+            data, y_hat = self.latent.y.compress(y, scales, means, self._y_coding(state))
         return data, (y_hat * state["g"]["y_inv"].double()).float()
 
     @staticmethod
@@ -252,8 +265,54 @@ class HyperpriorCodec(TransformCodec):
 
     def decode_tile(self, state, data: bytes, r):
         scales, means = self._tile_params(state, r)
-        y_hat = self.latent.y.decompress(data, scales, means, self._y_coding(state))
+        if state.get("y_context"):
+            y_hat = self._decode_passes(data, scales, means)
+        else:
+            y_hat = self.latent.y.decompress(data, scales, means, self._y_coding(state))
         return (y_hat * state["g"]["y_inv"].double()).float()
+
+    # ------------------------------------------------ y under the context model
+    def _passes(self, scales, means, code):
+        """Run the context model's passes over one tile's latent (context.py):
+        ``code(p, sel, idx, mu)`` codes or decodes pass p's elements (``sel``,
+        a (M, h, w) mask) under scale indexes ``idx`` (int32) and means ``mu``
+        (float64) and returns their y_hat; the next pass's parameters come from
+        the y_hat so far. -> the tile's y_hat (float64)."""
+        passes = pass_map(*means.shape[1:])
+        t = torch.from_numpy(self.latent.y.table.index(scales).astype(np.int64)).view(means.shape)
+        y_hat = torch.zeros_like(means)
+        for p in range(PASSES):
+            sel = passes == p
+            if p == 0:
+                idx, mu = t[0][sel], means[0][sel]
+            else:
+                dt, dmu = self.context.exact(self.context.inputs(y_hat, passes, p, means, t.double()), p)
+                idx = (t.double() + dt).round_().clamp_(0, LEVELS - 1).long()[0][sel]
+                mu = (means + dmu)[0][sel]
+            y_hat[0][sel] = code(p, sel, idx.numpy().astype(np.int32), mu)
+        return y_hat
+
+    def _code_passes(self, y, scales, means):
+        """-> (one stream of all passes, y_hat)."""
+        parts = []
+
+        def code(p, sel, idx, mu):
+            sym = self.latent.y.symbols(y[0][sel], mu)
+            parts.append(table_part(sym.numpy().astype(np.int32), idx))
+            return sym + mu
+
+        y_hat = self._passes(scales, means, code)
+        return coding.encode_grouped_parts(parts, _y_models()[0], 2 * Y_BOUND + 1), y_hat
+
+    def _decode_passes(self, data, scales, means):
+        models, halves = _y_models()
+        stream = coding.grouped_parts_decoder(data, models, 2 * halves + 1, 2 * Y_BOUND + 1)
+
+        def code(p, sel, idx, mu):
+            sym = table_symbols(*stream(idx), idx)
+            return torch.from_numpy(sym).to(torch.float64) + mu
+
+        return self._passes(scales, means, code)
 
     def _tile_params(self, state, r, margin: int = 2):
         """h_s (float64) on the tile's z plus ``margin`` positions of context

@@ -133,13 +133,14 @@ def analyse(net, rgb: np.ndarray, tile: int, device=None) -> torch.Tensor:
 
 @torch.inference_mode()
 def encode(net, rgb: np.ndarray, quality: float, tile: int, device=None, precision: str = "fp32",
-           effort: int = 0, y_tables: bool = True):
+           effort: int = 0, y_tables: bool = True, y_context: bool = False):
     """rgb: (H, W, 3) uint8; it is replicate-padded to the model's stride
     tile by tile. -> (streams, reconstruction (Hp, Wp, 3) uint8).
     ``precision``: the synthesis arithmetic (PRECISIONS); the decoder must use the same.
     ``effort``: steps of encoder-side latent refinement (refine.py; 0: none).
     ``y_tables``: a scalar latent's symbols coded grouped under the integer
-    tables (latent_codecs.GaussianLatentCodec; the container's flag)."""
+    tables (latent_codecs.GaussianLatentCodec; the container's flag);
+    ``y_context``: and in passes under the model's context model (context.py)."""
     height, width = rgb.shape[:2]
     hp, wp = padded_size(net, height, width)
     y = analyse(net, rgb, tile, device)
@@ -147,7 +148,7 @@ def encode(net, rgb: np.ndarray, quality: float, tile: int, device=None, precisi
         from .refine import refine
         y = refine(net, rgb, y, quality, effort)
     side, state = net.code_side(y, quality)
-    state["y_tables"] = y_tables
+    state["y_tables"], state["y_context"] = y_tables, y_context
     tiles = []
     for r in rects(hp, wp, tile):
         # a tile reads only its own part of y, so what g_s will see
@@ -195,10 +196,10 @@ class TileError(ValueError):
 
 @torch.inference_mode()
 def decode(net, streams, hp: int, wp: int, quality: float, tile: int, height: int, width: int,
-           region=None, precision: str = "fp32", y_tables: bool = True) -> np.ndarray:
+           region=None, precision: str = "fp32", y_tables: bool = True, y_context: bool = False) -> np.ndarray:
     """-> (Hp, Wp, 3) uint8 reconstruction. ``region`` (top, left, h, w):
     decode only the tiles needed for it (the rest of the array stays zero);
-    ``precision``, ``y_tables``: the synthesis arithmetic and latent coding the encoder used."""
+    ``precision``, ``y_tables``, ``y_context``: the synthesis arithmetic and latent coding the encoder used."""
     all_rects = rects(hp, wp, tile)
     if len(streams) != 2 + len(all_rects):
         raise TileError(f"file has {len(streams)} latent streams, its tiling needs {2 + len(all_rects)}")
@@ -206,7 +207,7 @@ def decode(net, streams, hp: int, wp: int, quality: float, tile: int, height: in
         raise TileError("tile checksum table is corrupt")
     crcs = struct.unpack(f"<{len(all_rects)}I", streams[1])
     state = net.decode_side(streams[0], hp, wp, quality)
-    state["y_tables"] = y_tables
+    state["y_tables"], state["y_context"] = y_tables, y_context
     out_tiles = set(range(len(all_rects)))
     y_tiles = out_tiles
     if region is not None:

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from .models import ModelConfig, build
 
-_KEEP_FP32 = ("latent.z.", "latent.hs_int.")
+_KEEP_FP32 = ("latent.z.", "latent.hs_int.", "context.int.")
 
 
 @dataclass
@@ -30,6 +30,13 @@ class LoadedModel:
     config: ModelConfig
     meta: dict
     path: Path
+    #: the hash of the tensors a file coded without the context model needs
+    #: (all but ``context.*``): what files written before the context model
+    #: existed carry, and what such files still carry
+    base_hash: bytes = b""
+
+    def hash_for(self, context: bool) -> bytes:
+        return self.weights_hash if context else (self.base_hash or self.weights_hash)
 
 
 def content_hash(tensors: dict, config_json: str) -> bytes:
@@ -53,6 +60,14 @@ def file_metadata(path) -> dict:
 
 def file_hash(path) -> bytes:
     return content_hash(load_file(str(path)), file_metadata(path).get("config", ""))
+
+
+#: tensors of the context model (context.py), added to a weights file after training
+CONTEXT_PREFIX = "context."
+
+
+def base_tensors(tensors: dict) -> dict:
+    return {k: v for k, v in tensors.items() if not k.startswith(CONTEXT_PREFIX)}
 
 
 def save(model: torch.nn.Module, path, model_id: str, meta: dict | None = None) -> Path:
@@ -119,8 +134,9 @@ def load(path, arch: str | None = None, model_id: str | None = None) -> LoadedMo
         cfg = dataclasses.replace(cfg, arch=arch)
     state = load_file(str(path))
     digest = content_hash(state, metadata["config"])
+    base = content_hash(base_tensors(state), metadata["config"])
     net = build(cfg)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     load_state(net, state).eval()
     return LoadedModel(net, model_id or metadata.get("model_id", path.stem), digest, cfg,
-                       json.loads(metadata.get("meta", "{}")), path)
+                       json.loads(metadata.get("meta", "{}")), path, base)

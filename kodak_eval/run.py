@@ -105,8 +105,10 @@ def run_aecodec(images, models, qualities=None, log=print, effort: int = 0):
                 mismatches.append(len(mismatches))
 
         results[name], per[name] = _measure(images, [float(q) for q in qs], enc, dec, check)
+        context = lm.net.latent_kind == "scalar" and getattr(lm.net, "has_context", False)
         results[name].update(source="measured", exact_decode=not mismatches,
-                             note=f"weights {lm.weights_hash.hex()}, {lm.config.arch} N={lm.config.N} M={lm.config.M}"
+                             note=f"weights {lm.hash_for(context).hex()}, {lm.config.arch} N={lm.config.N} M={lm.config.M}"
+                                  + (", context model" if context else "")
                                   + (f", {effort} steps of encoder-side latent refinement" if effort else ""))
     return results, per
 

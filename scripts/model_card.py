@@ -83,7 +83,9 @@ def main() -> None:
              f"- architecture: `{cfg.arch}`, N={cfg.N}, M={cfg.M}, {cfg.levels} quality levels, "
              f"{n_params / 1e6:.2f} M parameters; file {path.stat().st_size / 1e6:.1f} MB (fp16)",
              f"- lambdas (loss = bpp + lambda*255^2*MSE): {', '.join(map(str, cfg.lambdas))}",
-             f"- weights hash (in every .aec header): `{lm.weights_hash.hex()}`",
+             (f"- weights hash (in every .aec header): `{lm.weights_hash.hex()}`" if lm.base_hash == lm.weights_hash else
+              f"- weights hash (in every .aec header): `{lm.weights_hash.hex()}` for files coded with the context "
+              f"model; `{lm.base_hash.hex()}` (the file's tensors without `context.*`) for files coded without it"),
              *[_stage(st) for st in meta.get("stages", [meta])],
              "- how: `aecodec train` (codec/training/loop.py): every sample of a batch draws its own quality "
              "level, loss = bpp + lambda*255^2*MSE, random 0.5-1 down-scaled crops with flips"]
@@ -100,6 +102,17 @@ def main() -> None:
                      f"calibrated on the side latents of {ih['calibration_images']} training images "
                      f"(`scripts/integerize.py`); latent rate on other training images vs float64 h_s: "
                      + ", ".join(f"quality {q} {v:+.3f} %" for q, v in ih["rate_change_percent"].items()))
+    if meta.get("context") and lm.net.latent_kind == "scalar":
+        c = meta["context"]
+        fig = ", ".join(f"{k} {v:+.2f} %" for k, v in c.get("validation_y_bits_percent", {}).items())
+        lines.append(f"- context model (codec/context.py): y coded in 4 passes (2 channel slices x checkerboard), "
+                     f"passes 1-3 under a {c['kernel']}x{c['kernel']} conv network (width {c['hidden']}, integer layers) "
+                     f"that corrects the hyperprior's means and scale indexes; trained on the rate alone with the "
+                     f"transforms fixed (`scripts/train_context.py`, codec/training/context.py): {c['steps']} steps, "
+                     f"batch {c['batch']} of {c['crop']}px crops ({c['crops_per_image']} per training image, "
+                     f"{', '.join(c['data'])}), Adam lr {c['lr']} (x0.3 at {', '.join(map(str, c['decay_at']))}), "
+                     f"{c.get('train_minutes')} min on {c.get('hardware')}; y bits vs the hyperprior alone on the "
+                     f"validation crops: {fig}")
     lines.append("")
     if res_path.exists():
         res = json.loads(res_path.read_text())
@@ -107,7 +120,7 @@ def main() -> None:
         for key, c in curves:
             how = "" if key == name else f", encoder {key[len(name) + 1:]} (`--effort`: latent refinement)"
             measured = (c.get("note") or "").split(",")[0].removeprefix("weights ")
-            if measured and measured != lm.weights_hash.hex():
+            if measured and measured not in (lm.weights_hash.hex(), lm.base_hash.hex()):
                 how += f"; measured with an earlier version of this file, weights `{measured}`"
             lines += [f"## Kodak ({res['images']} images, measured by `python -m kodak_eval`{how})", "",
                       "| quality | bpp | PSNR (dB) | MS-SSIM | encode s | decode s |", "|---|---|---|---|---|---|"]

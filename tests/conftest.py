@@ -29,6 +29,38 @@ def make_tiny_model(path, seed=0, model_id="tiny-test", N=8, M=12):
     return Path(path)
 
 
+def add_tiny_context(net, seed=0, spread=0.3):
+    """Give ``net`` a context model with random (not zero) corrections,
+    integer layers calibrated on g_a of random images."""
+    import torch
+
+    from codec.training.context import calibration_inputs
+
+    torch.manual_seed(seed)
+    net.context.enable()
+    with torch.no_grad():
+        last = net.context.net[-1]
+        last.weight.normal_(0, spread / last.weight.shape[1] ** 0.5)
+        last.bias.normal_(0, spread)
+        bank = net.g_a(torch.rand(4, 3, 64, 64))
+    net.context.build_integer(calibration_inputs(net, net.context, bank, chunk=4))
+    return net
+
+
+def make_context_model(path, seed=0, model_id="tiny-context"):
+    """The tiny model of make_tiny_model plus a random context model."""
+    from codec import weights
+
+    lm = weights.load(make_tiny_model(path, seed, model_id))
+    weights.save(add_tiny_context(lm.net, seed), path, model_id)
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def context_model(tmp_path_factory):
+    return make_context_model(tmp_path_factory.mktemp("ctx") / "ctx.safetensors")
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny.safetensors")

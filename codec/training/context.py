@@ -1,0 +1,287 @@
+"""Training the context model (codec/context.py) on the rate alone.
+
+g_a, the gains, h_a and h_s stay as trained, so y, z and the hyperprior's
+parameters of a crop do not change: g_a runs once over a bank of training
+crops (its output, before the gains, is kept as fp16), and each step draws
+crops from the bank, a quality per crop in [min_quality, L] and a pass
+1..PASSES-1, and minimises the bits of that pass's elements::
+
+    s = round(y - mean')       (mean' = mean + dmean; straight-through in s)
+    bits = -log2 P(s),  P = Phi((s + 1/2) / std) - Phi((s - 1/2) / std),  std = std_of_index(t + dt)
+
+which is the coded cost itself, not the additive-noise proxy (the proxy
+overstates the cost of the small scales that dominate y, and a model that
+only corrects the hyperprior's parameters learns the wrong thing from it).
+Each crop's bits are divided by what the hyperprior alone would spend on
+the same elements, so every quality counts alike. Adam, checkpoints every
+few minutes (weights_only loadable), resumable; validation on the held-out
+split (never Kodak). ``install`` builds the integer network and writes a
+weights file: the input file's tensors unchanged plus the context model's.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..context import PASSES, ContextModel, pass_map, std_of_index
+from ..priors import LEVELS, SCALES_MAX, SCALES_MIN
+from .data import CropSampler, list_images, load_uint8, split
+from .loop import _Stop
+
+_LOG0 = math.log(SCALES_MIN)
+_STEP = (math.log(SCALES_MAX) - _LOG0) / (LEVELS - 1)
+
+
+@dataclass
+class ContextConfig:
+    data: tuple = ("../shared/data/train",)
+    out: str = "runs/context"
+    steps: int = 20000
+    batch: int = 16
+    lr: float = 1e-3
+    decay_at: tuple = (14000, 18000)
+    decay: float = 0.3
+    hidden: int = 192
+    kernel: int = 3
+    crop: int = 256
+    crops_per_image: int = 8
+    seed: int = 0
+    checkpoint_s: float = 180.0
+    validate_every: int = 1000
+
+
+@torch.no_grad()
+def latent_bank(net, paths, crop: int, per_image: int, seed: int, batch: int = 8) -> torch.Tensor:
+    """g_a (before the gains) of ``per_image`` random crops of each image -> fp16 (n, M, h, w)."""
+    sampler = CropSampler([load_uint8(p) for p in paths], crop)
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(-(-len(paths) * per_image // batch)):
+        out.append(net.g_a(sampler.sample(batch, gen)).half())
+    return torch.cat(out)
+
+
+def hyper(net, f: torch.Tensor, q: torch.Tensor):
+    """Bank entries and qualities -> (y, means, scale index t), as the coder
+    computes them (float32 here; the coder uses the integer h_s)."""
+    g = net.gains(q)
+    y = f.float() * g["y"]
+    z = net.latent.h_a(y) * g["z"]
+    med = net.latent.z.entropy_bottleneck._get_medians()
+    z_hat = torch.round(z - med) + med
+    scales, means = net.latent.h_s(z_hat * g["z_inv"]).chunk(2, 1)
+    t = ((scales.clamp(SCALES_MIN, SCALES_MAX).log() - _LOG0) / _STEP).ceil().clamp(0, LEVELS - 1)
+    return y, means, t
+
+
+def _phi(x):
+    return 0.5 * torch.erfc(-x * (1 / math.sqrt(2)))
+
+
+def symbol_bits(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """-log2 of the probability of integer symbols ``s`` under N(0, std_of_index(t))."""
+    std = std_of_index(t)
+    p = _phi((s + 0.5) / std) - _phi((s - 0.5) / std)
+    return -torch.log2(p.clamp_min(1e-9))
+
+
+def pass_bits(net, ctx: ContextModel, f, q, p: int, straight_through: bool = True):
+    """Bits per crop of pass ``p``'s elements under the context model and under the hyperprior alone."""
+    y, means, t = hyper(net, f, q)
+    passes = pass_map(y.shape[1], *y.shape[-2:])
+    y_hat = torch.round(y - means) + means                      # passes before p (the others are masked)
+    dt, dmean = ctx(ctx.inputs(y_hat, passes, p, means, t), p)
+    v = y - (means + dmean)
+    s = v + (torch.round(v) - v).detach() if straight_through else torch.round(v)
+    sel = (passes == p).float()
+    ours = (symbol_bits(s, t + dt) * sel).sum((1, 2, 3))
+    base = (symbol_bits(torch.round(y - means), t) * sel).sum((1, 2, 3))
+    return ours, base
+
+
+@torch.no_grad()
+def evaluate(net, ctx, bank, qualities=(-1.0, 1.0, 4.0, 8.0), chunk: int = 32) -> dict:
+    """Per quality: y bits saved by the context model, in % of the hyperprior's y bits."""
+    out = {}
+    for q in qualities:
+        ours = base = 0.0
+        for i in range(0, len(bank), chunk):
+            f = bank[i:i + chunk]
+            qq = torch.full((len(f),), q)
+            y, means, t = hyper(net, f, qq)
+            base += float(symbol_bits(torch.round(y - means), t).sum())
+            passes = pass_map(y.shape[1], *y.shape[-2:])
+            first = (passes == 0).float()
+            ours += float((symbol_bits(torch.round(y - means), t) * first).sum())
+            for p in range(1, PASSES):
+                ours += float(pass_bits(net, ctx, f, qq, p, straight_through=False)[0].sum())
+        out[f"q{q:g}"] = 100.0 * (ours - base) / base
+    return out
+
+
+def _banks(net, cc: ContextConfig, log):
+    path = Path(cc.out) / "bank.pt"
+    if path.exists():
+        d = torch.load(path, weights_only=True)
+        return d["train"], d["val"]
+    train_paths, val_paths = split(list_images(cc.data))
+    t0 = time.time()
+    train = latent_bank(net, train_paths, cc.crop, cc.crops_per_image, cc.seed)
+    val = latent_bank(net, val_paths, cc.crop, cc.crops_per_image, cc.seed + 1)
+    log(f"latent bank: {len(train)} train / {len(val)} validation crops in {time.time() - t0:.0f} s")
+    torch.save({"train": train, "val": val}, path)
+    return train, val
+
+
+def lr_at(cc: ContextConfig, step: int) -> float:
+    return cc.lr * cc.decay ** sum(step >= d for d in cc.decay_at)
+
+
+def train(net, cc: ContextConfig, resume: bool = False, minutes: float | None = None, log=print) -> ContextModel:
+    """Train a context model for ``net`` (a HyperpriorCodec, left unchanged);
+    -> the trained ContextModel (float). Resumes from ``cc.out``/ckpt.pt."""
+    out = Path(cc.out)
+    out.mkdir(parents=True, exist_ok=True)
+    net.eval()
+    for prm in net.parameters():
+        prm.requires_grad_(False)
+    train_bank, val_bank = _banks(net, cc, log)
+    with torch.random.fork_rng():  # the same start for the same seed
+        torch.manual_seed(cc.seed)
+        ctx = ContextModel(net.cfg.M, cc.hidden, cc.kernel)
+    ctx.enable()
+    opt = torch.optim.Adam(ctx.net.parameters(), lr=cc.lr)
+    gen = torch.Generator().manual_seed(cc.seed)
+    step, elapsed = 0, 0.0
+    ckpt = out / "ckpt.pt"
+    if resume and ckpt.exists():
+        d = torch.load(ckpt, weights_only=True)
+        ctx.net.load_state_dict(d["ctx"])
+        opt.load_state_dict(d["opt"])
+        gen.set_state(d["rng"])
+        step, elapsed = int(d["step"]), float(d.get("elapsed", 0.0))
+        log(f"resumed at step {step}")
+
+    def save():
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save({"ctx": ctx.net.state_dict(), "opt": opt.state_dict(), "rng": gen.get_state(),
+                    "step": step, "elapsed": elapsed + time.time() - t_start, "config": str(asdict(cc))}, tmp)
+        tmp.replace(ckpt)
+
+    logf = open(out / "log.csv", "a", newline="")
+    writer = csv.writer(logf)
+    lo, hi = net.min_quality, float(net.cfg.levels)
+    t_save = t_start = time.time()
+    with _Stop() as stop:  # Ctrl-C / SIGTERM: checkpoint, then return
+        while step < cc.steps and not stop.flag:
+            if minutes is not None and time.time() - t_start > 60 * minutes:
+                break
+            step = _step(net, ctx, opt, cc, train_bank, gen, step, lo, hi)
+            if step % cc.validate_every == 0 or step == cc.steps:
+                ev = evaluate(net, ctx, val_bank)
+                writer.writerow([step, round(elapsed + time.time() - t_start, 1), *(f"{v:.3f}" for v in ev.values())])
+                logf.flush()
+                log(f"step {step}: y bits vs the hyperprior (validation) " +
+                    " ".join(f"{k} {v:+.2f}%" for k, v in ev.items()))
+            if time.time() - t_save > cc.checkpoint_s:
+                save()
+                t_save = time.time()
+    save()
+    logf.close()
+    ctx.steps = step
+    return ctx
+
+
+def _step(net, ctx, opt, cc, train_bank, gen, step: int, lo: float, hi: float) -> int:
+    """One Adam step on a random batch, quality per crop and pass. -> the next step number."""
+    for grp in opt.param_groups:
+        grp["lr"] = lr_at(cc, step)
+    idx = torch.randint(len(train_bank), (cc.batch,), generator=gen)
+    f = train_bank[idx]
+    if float(torch.rand((), generator=gen)) < 0.5:
+        f = f.flip(-1)
+    q = lo + (hi - lo) * torch.rand(cc.batch, generator=gen)
+    p = int(torch.randint(1, PASSES, (1,), generator=gen))
+    ours, base = pass_bits(net, ctx, f, q, p)
+    loss = (ours / base.clamp_min(200.0)).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return step + 1
+
+
+@torch.no_grad()
+def calibration_inputs(net, ctx: ContextModel, bank: torch.Tensor, chunk: int = 16) -> list[torch.Tensor]:
+    """Network inputs of every pass at every level from min_quality to L, in float64."""
+    inputs = []
+    levels = torch.arange(net.min_quality, net.cfg.levels + 1)
+    for q in levels.tolist():
+        f = bank[:chunk]
+        y, means, t = hyper(net, f, torch.full((len(f),), q))
+        passes = pass_map(y.shape[1], *y.shape[-2:])
+        y_hat = torch.round(y - means) + means
+        for p in range(1, PASSES):
+            inputs.append(ctx.inputs(y_hat.double(), passes, p, means.double(), t.double()))
+    return inputs
+
+
+def load_checkpoint(net, cc: ContextConfig) -> ContextModel:
+    d = torch.load(Path(cc.out) / "ckpt.pt", weights_only=True)
+    ctx = ContextModel(net.cfg.M, cc.hidden, cc.kernel)
+    ctx.enable()
+    ctx.net.load_state_dict(d["ctx"])
+    ctx.steps = int(d["step"])
+    return ctx
+
+
+def install(weights_path, net, ctx: ContextModel, cc: ContextConfig, out_path, calibration: int = 16) -> dict:
+    """Build ``ctx``'s integer layers (calibrated on training crops of the
+    bank) and write ``out_path``: the tensors of ``weights_path`` unchanged
+    (so files coded without the context keep their weights hash) plus the
+    context model's, under ``context.``. -> what was written."""
+    from safetensors.torch import load_file
+
+    from .. import weights
+    train_bank, _ = _banks(net, cc, print)
+    ctx.build_integer(calibration_inputs(net, ctx, train_bank[:calibration]))
+    tensors = weights.base_tensors(load_file(str(weights_path)))
+    for name, t in ctx.state_dict(prefix=weights.CONTEXT_PREFIX).items():
+        t = t.detach().cpu().contiguous()
+        if t.is_floating_point() and not name.startswith(weights._KEEP_FP32):
+            t = t.half()
+        tensors[name] = t
+    metadata = dict(weights.file_metadata(weights_path))
+    meta = json.loads(metadata.get("meta", "{}"))
+    _, val_bank = _banks(net, cc, print)
+    meta["context"] = {"steps": int(getattr(ctx, "steps", cc.steps)), "hidden": cc.hidden, "kernel": cc.kernel,
+                       "validation_y_bits_percent": {k: round(v, 3) for k, v in evaluate(net, ctx, val_bank).items()},
+                       "train_minutes": _train_minutes(cc), "hardware": hardware(),
+                       "data": list(cc.data), "crop": cc.crop, "crops_per_image": cc.crops_per_image,
+                       "batch": cc.batch, "lr": cc.lr, "decay_at": list(cc.decay_at),
+                       "calibration_crops": calibration}
+    metadata["meta"] = json.dumps(meta, sort_keys=True)
+    weights.write_safetensors(tensors, out_path, metadata)
+    return {"file": str(out_path), "context_tensors": sum(k.startswith(weights.CONTEXT_PREFIX) for k in tensors),
+            "weights_hash": weights.file_hash(out_path).hex()}
+
+
+def _train_minutes(cc: ContextConfig) -> float | None:
+    """Wall time of the run, from its log (the last validation row)."""
+    try:
+        rows = list(csv.reader(open(Path(cc.out) / "log.csv")))
+        return round(float(rows[-1][1]) / 60, 1)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def hardware() -> str:
+    import os
+    import platform
+    return f"{os.cpu_count()}-core {platform.machine()} CPU, {torch.get_num_threads()} torch threads"

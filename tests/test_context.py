@@ -1,0 +1,179 @@
+"""The channel and checkerboard context model (codec/context.py)."""
+
+import hashlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import codec
+from codec import container, pipeline, tiling, weights
+from codec.context import PASSES, SLICES, ContextModel, pass_map
+from codec.training import context as tc
+
+from test_pipeline import DECODE_SCRIPT
+
+
+def test_pass_map_splits_slices_and_checkerboard():
+    p = pass_map(12, 4, 6)
+    assert p.shape == (12, 4, 6) and set(p.unique().tolist()) == set(range(PASSES))
+    assert (p[:6] < 2).all() and (p[6:] >= 2).all()                 # slice 0 before slice 1
+    assert p[0, 0, 0] == 0 and p[0, 0, 1] == 1 and p[0, 1, 1] == 0  # anchors: (i + j) even
+    assert all((p == k).sum() == 12 * 24 // PASSES for k in range(PASSES))
+
+
+def test_inputs_show_only_what_earlier_passes_decoded():
+    M, h, w = 12, 4, 6
+    y_hat = torch.randn(1, M, h, w).double()
+    passes = pass_map(M, h, w)
+    for p in range(1, PASSES):
+        x = ContextModel.inputs(y_hat, passes, p, torch.zeros_like(y_hat), torch.zeros_like(y_hat))
+        seen = x[0, :M] != 0
+        assert torch.equal(seen, passes < p)
+        assert x.shape[1] == 3 * M + SLICES
+
+
+def test_untrained_context_model_codes_like_the_hyperprior(tiny_model, photo):
+    """Its last layer starts at zero: the same symbols, means and indexes."""
+    lm = weights.load(tiny_model)
+    net = lm.net
+    net.context.enable()
+    with torch.no_grad():
+        bank = net.g_a(torch.rand(2, 3, 64, 64))
+    net.context.build_integer(tc.calibration_inputs(net, net.context, bank, chunk=2))
+    assert net.has_context
+    a, ra = tiling.encode(net, photo, 5.0, 0, y_tables=True, y_context=False)
+    b, rb = tiling.encode(net, photo, 5.0, 0, y_tables=True, y_context=True)
+    assert np.array_equal(ra, rb)
+    assert abs(len(a[2]) - len(b[2])) <= 8   # the same symbols, coded in another order
+
+
+def test_context_round_trip_is_exact_and_flagged(context_model, photo):
+    res = codec.encode(photo, quality=6, model=context_model)
+    assert res.header.context and res.header.flags & container.FLAG_Y_TABLES
+    pic = codec.decode(res.data, model=context_model)
+    assert np.array_equal(pic.rgb, res.picture.rgb)
+    lm = weights.load(context_model)
+    assert res.header.weights == lm.weights_hash != lm.base_hash
+
+
+def test_context_changes_the_coding(context_model, tiny_model, photo):
+    """A trained (here: random) context model moves means and indexes, so
+    the symbols and the pixels differ from the hyperprior's."""
+    with_ctx = codec.encode(photo, quality=6, model=context_model)
+    lm = weights.load(context_model)
+    streams, recon = tiling.encode(lm.net, photo, 6.0, tiling.DEFAULT_TILE, precision=with_ctx.header.precision)
+    assert not np.array_equal(recon[:80, :96], with_ctx.picture.rgb)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_context_decoding_in_another_process_is_bit_exact(context_model, photo, tmp_path, threads):
+    res = codec.encode(photo, quality=7.5, model=context_model, tile=64)
+    f = tmp_path / "x.aec"
+    f.write_bytes(res.data)
+    out = subprocess.run([sys.executable, "-c", DECODE_SCRIPT, str(f), str(context_model), str(threads)],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == hashlib.sha256(res.picture.rgb.tobytes()).hexdigest()
+
+
+def test_files_from_before_the_context_model_still_decode(tmp_path, photo):
+    """Adding a context model to a weights file keeps the hash that files
+    coded without it carry (the base hash), so they decode as before."""
+    from conftest import add_tiny_context, make_tiny_model
+    path = make_tiny_model(tmp_path / "m.safetensors", model_id="m")
+    old = codec.encode(photo, quality=5, model=path)
+    before = weights.load(path)
+    net = add_tiny_context(before.net)
+    tensors = load_file(str(path))
+    tensors.update(net.context.state_dict(prefix=weights.CONTEXT_PREFIX))
+    weights.write_safetensors(tensors, path, weights.file_metadata(path))
+    after = weights.load(path)
+    assert after.base_hash == before.weights_hash != after.weights_hash and after.net.has_context
+    assert np.array_equal(codec.decode(old.data, model=path).rgb, old.picture.rgb)
+    new = codec.encode(photo, quality=5, model=path)
+    assert new.header.context and new.header.weights == after.weights_hash
+
+
+def test_a_model_without_the_context_refuses_context_files(context_model, tiny_model, photo, tmp_path):
+    import dataclasses
+    res = codec.encode(photo, quality=5, model=context_model)
+    header, streams = container.unpack(res.data)
+    lm = weights.load(tiny_model)
+    forged = dataclasses.replace(header, model=lm.model_id, weights=lm.weights_hash)
+    with pytest.raises(pipeline.DecodeError, match="context model"):
+        codec.decode(container.pack(forged, streams), model=tiny_model)
+
+
+def test_context_flag_needs_a_tabled_scalar_latent(context_model, photo):
+    import dataclasses
+    res = codec.encode(photo, quality=5, model=context_model)
+    header, streams = container.unpack(res.data)
+    bad = dataclasses.replace(header, flags=header.flags & ~container.FLAG_Y_TABLES)
+    with pytest.raises(container.ContainerError, match="context"):
+        container.unpack(container.pack(bad, streams))
+
+
+def test_weights_without_a_context_model_save_none(tiny_model, tmp_path):
+    lm = weights.load(tiny_model)
+    assert not lm.net.has_context and not any(k.startswith("context.") for k in lm.net.state_dict())
+    assert lm.base_hash == lm.weights_hash
+
+
+def test_context_model_survives_save_and_load(context_model, tmp_path):
+    lm = weights.load(context_model)
+    assert lm.net.has_context
+    x = torch.randn(1, 3 * 12 + SLICES, 4, 4).double()
+    want = lm.net.context.exact(x, 2)
+    weights.save(lm.net, tmp_path / "again.safetensors", lm.model_id)
+    again = weights.load(tmp_path / "again.safetensors")
+    got = again.net.context.exact(x, 2)
+    assert all(torch.equal(a, b) for a, b in zip(want, got))
+
+
+def test_rate_training_lowers_the_bits_it_trains_on(tiny_model):
+    """A few Adam steps on one batch of one pass lower that pass's bits."""
+    torch.manual_seed(0)
+    net = weights.load(tiny_model).net
+    for p in net.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        f = net.g_a(torch.rand(4, 3, 64, 64))
+    q = torch.full((4,), 6.0)
+    ctx = ContextModel(12, hidden=16)
+    ctx.enable()
+    opt = torch.optim.Adam(ctx.net.parameters(), lr=3e-3)
+    first, base = tc.pass_bits(net, ctx, f, q, 3)
+    assert torch.allclose(first, base)                # starts as the hyperprior
+    for _ in range(40):
+        ours, _ = tc.pass_bits(net, ctx, f, q, 3)
+        opt.zero_grad()
+        ours.sum().backward()
+        opt.step()
+    after, _ = tc.pass_bits(net, ctx, f, q, 3, straight_through=False)
+    assert after.sum() < 0.97 * base.sum()
+
+
+def test_context_training_resumes_bit_for_bit(tiny_model, tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    data = tmp_path / "imgs"
+    data.mkdir()
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    net = weights.load(tiny_model).net
+
+    def run(out, steps, resume=False):
+        cc = tc.ContextConfig(data=(str(data),), out=str(out), steps=steps, batch=2, hidden=8, crop=64,
+                              crops_per_image=2, validate_every=10 ** 9, checkpoint_s=10 ** 9)
+        return tc.train(net, cc, resume=resume, log=lambda m: None)
+
+    whole = run(tmp_path / "a", 6)
+    run(tmp_path / "b", 3)
+    resumed = run(tmp_path / "b", 6, resume=True)
+    assert resumed.steps == whole.steps == 6
+    for a, b in zip(whole.net.state_dict().values(), resumed.net.state_dict().values()):
+        assert torch.equal(a, b)
+    assert not torch.equal(whole.net[-1].weight, torch.zeros_like(whole.net[-1].weight))
