@@ -336,7 +336,8 @@ def info(file, as_json):
         click.echo(json.dumps(d))
         return
     for k in ("file", "version", "width", "height", "mode", "bit_depth", "latent_kind", "model",
-              "weights", "quality", "precision", "bytes", "header_bytes", "stream_lengths", "bpp", "checksum_ok"):
+              "weights", "quality", "precision", "context", "bytes", "header_bytes", "stream_lengths", "bpp",
+              "checksum_ok"):
         v = d[k]
         click.echo(f"{k:>14}: {round(v, 4) if isinstance(v, float) else v}")
     if not intact:
@@ -462,7 +463,7 @@ def export(checkpoint, out, model_id, hardware, force):
 
 
 @main.command("train-head")
-@click.argument("kind", type=click.Choice(["restore", "vae"]))
+@click.argument("kind", type=click.Choice(["restore", "vae", "defect"]))
 @click.argument("data", nargs=-1, required=True)
 @click.option("--out", "out", required=True, help="Run folder (checkpoints, log.csv, config.json).")
 @click.option("--crop", type=int, default=96, show_default=True)
@@ -477,7 +478,7 @@ def export(checkpoint, out, model_id, hardware, force):
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
 @guarded
 def train_head(kind, data, out, crop, batch, lr, steps, decay_at, warmup, minutes, threads, resume):
-    """Train a head (restore: denoise + inpaint; vae: generator) on image folders."""
+    """Train a head (restore: denoise + inpaint; vae: generator; defect: anomaly segmenter) on image folders."""
     from codec.training.heads import HeadTrainConfig, fit, heads
 
     cfg_cls, net_cls, loss = heads()[kind]
@@ -661,8 +662,9 @@ def anomaly():
 @anomaly.command("fit")
 @click.argument("normal", nargs=-1, required=True)
 @click.option("-o", "--output", "out", required=True, help="Detector file to write (.json).")
-@click.option("--kind", type=click.Choice(["rd", "rate", "error"]), default="rd", show_default=True,
-              help="rate: bits the codec needs; error: reconstruction error; rd: rate + lambda*error.")
+@click.option("--kind", type=click.Choice(["rd", "rate", "error", "defect"]), default="rd", show_default=True,
+              help="rate: bits the codec needs; error: reconstruction error; rd: rate + lambda*error; "
+                   "defect: the learned defect segmenter on the codec's view (codec/heads/defect.py).")
 @click.option("--aggregate", type=click.Choice(["max", "relative"]), default="max", show_default=True,
               help="Image score: the largest local mean, or relative to the image's median.")
 @click.option("--window", type=int, default=32, show_default=True, help="Local window in pixels.")

@@ -86,6 +86,7 @@ class Header:
         d = asdict(self)
         d["weights"] = self.weights.hex()
         d["precision"] = self.precision
+        d["context"] = self.context
         return d
 
 

@@ -177,3 +177,12 @@ def test_context_training_resumes_bit_for_bit(tiny_model, tmp_path):
     for a, b in zip(whole.net.state_dict().values(), resumed.net.state_dict().values()):
         assert torch.equal(a, b)
     assert not torch.equal(whole.net[-1].weight, torch.zeros_like(whole.net[-1].weight))
+
+
+def test_info_says_a_file_uses_the_context_model(context_model, photo, tmp_path):
+    from click.testing import CliRunner
+    from cli.main import main
+    f = tmp_path / "c.aec"
+    f.write_bytes(codec.encode(photo, quality=5, model=context_model).data)
+    r = CliRunner().invoke(main, ["info", str(f), "--json"])
+    assert r.exit_code == 0 and '"context": true' in r.output
