@@ -1,5 +1,6 @@
 """The channel and checkerboard context model (codec/context.py)."""
 
+import dataclasses
 import hashlib
 import subprocess
 import sys
@@ -186,3 +187,41 @@ def test_info_says_a_file_uses_the_context_model(context_model, photo, tmp_path)
     f.write_bytes(codec.encode(photo, quality=5, model=context_model).data)
     r = CliRunner().invoke(main, ["info", str(f), "--json"])
     assert r.exit_code == 0 and '"context": true' in r.output
+
+
+def test_corrupted_context_files_give_library_errors(context_model, photo):
+    """Byte flips and truncations of a context-coded file: a right-sized
+    picture or one of the library's errors, never anything else."""
+    from codec import io
+    data = codec.encode(photo[:64, :64], quality=6, model=context_model).data
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        bad = bytearray(data)
+        for _ in range(int(rng.integers(1, 4))):
+            bad[int(rng.integers(len(bad)))] = int(rng.integers(256))
+        bad = bytes(bad[:int(rng.integers(1, len(bad) + 1))]) if trial % 3 == 0 else bytes(bad)
+        try:
+            pic = codec.decode(bad, model=context_model)
+        except (container.ContainerError, pipeline.DecodeError, io.ImageError):
+            continue
+        assert pic.rgb.shape == (64, 64, 3)
+
+
+def test_garbage_context_streams_behind_a_valid_checksum(context_model, photo):
+    """The payload checksum recomputed over garbage y streams: the pass
+    decoder ends with a coding error or wrong pixels (the reconstruction
+    checksum), never a crash or a hang."""
+    data = codec.encode(photo[:64, :64], quality=6, model=context_model).data
+    header, streams = container.unpack(data)
+    rng = np.random.default_rng(1)
+    for trial in range(12):
+        y = bytearray(streams[2])
+        for _ in range(4):
+            y[int(rng.integers(len(y)))] = int(rng.integers(256))
+        if trial % 2:
+            y = y[:4 * max(1, len(y) // 8)]
+        s = list(streams)
+        s[2] = bytes(y)
+        forged = container.pack(dataclasses.replace(header, stream_lengths=[len(b) for b in s]), s)
+        with pytest.raises(pipeline.DecodeError):
+            codec.decode(forged, model=context_model)
