@@ -81,6 +81,9 @@ class ContextModel(nn.Module):
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
         self.int = IntegerNet(3)
+        #: which of passes 1.. use the network (0: coded under the hyperprior
+        #: alone; set where the network did not save bits on validation crops)
+        self.register_buffer("passes_on", torch.ones(PASSES - 1, dtype=torch.int32))
         self.present = False
         # trained on its own (training/context.py), not with the codec: frozen unless enabled
         self.net.requires_grad_(False)
@@ -127,9 +130,15 @@ class ContextModel(nn.Module):
             return OrderedDict() if destination is None else destination
         return super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
 
+    def uses(self, p: int) -> bool:
+        """Does pass ``p`` (1..) code under the network's corrections?"""
+        return bool(self.passes_on[p - 1])
+
     def _load_from_state_dict(self, state_dict, prefix, *args):
         w0 = state_dict.get(prefix + "net.0.weight")
         self.present = w0 is not None
+        on = state_dict.get(prefix + "passes_on")
+        self.passes_on = torch.ones(PASSES - 1, dtype=torch.int32) if on is None else on.detach().clone().int()
         if self.present and w0.shape != self.net[0].weight.shape:  # another width or kernel
             self.net = ContextModel(self.M, w0.shape[0], w0.shape[-1]).net
         if not self.present:  # a file without a context model (every file before it) loads too

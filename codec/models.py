@@ -283,7 +283,7 @@ class HyperpriorCodec(TransformCodec):
         y_hat = torch.zeros_like(means)
         for p in range(PASSES):
             sel = passes == p
-            if p == 0:
+            if p == 0 or not self.context.uses(p):
                 idx, mu = t[0][sel], means[0][sel]
             else:
                 dt, dmu = self.context.exact(self.context.inputs(y_hat, passes, p, means, t.double()), p)

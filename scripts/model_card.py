@@ -21,6 +21,10 @@ HEAD_FIGURES = {
     "vae": ("benchmarks/results/vae.json, benchmarks/results/embeddings.json",
             "the backbone's g_a (Gaussian posterior) and g_s (discretized-logistic likelihood), "
             "codec/heads/vae.py"),
+    "defect": ("benchmarks/results/anomaly.json",
+               "defect segmenter (codec/heads/defect.py): dilated convolutions over the image, the default codec's "
+               "reconstruction, error and rate maps at quality 4; trained on synthetic defects (blobs and strokes "
+               "filled with another image, blur, noise, a colour shift, a tone change or a flat colour)"),
 }
 
 
@@ -112,7 +116,10 @@ def main() -> None:
                      f"batch {c['batch']} of {c['crop']}px crops ({c['crops_per_image']} per training image, "
                      f"{', '.join(c['data'])}), Adam lr {c['lr']} (x0.3 at {', '.join(map(str, c['decay_at']))}), "
                      f"{c.get('train_minutes')} min on {c.get('hardware')}; y bits vs the hyperprior alone on the "
-                     f"validation crops: {fig}")
+                     f"validation crops: {fig}"
+                     + ("" if all(c.get("passes_on", [1])) else
+                        f"; passes switched off (coded under the hyperprior: the network did not save bits there on "
+                        f"the validation crops): {', '.join(str(i + 1) for i, v in enumerate(c['passes_on']) if not v)}"))
     lines.append("")
     if res_path.exists():
         res = json.loads(res_path.read_text())

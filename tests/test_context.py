@@ -225,3 +225,34 @@ def test_garbage_context_streams_behind_a_valid_checksum(context_model, photo):
         forged = container.pack(dataclasses.replace(header, stream_lengths=[len(b) for b in s]), s)
         with pytest.raises(pipeline.DecodeError):
             codec.decode(forged, model=context_model)
+
+
+def test_a_pass_switched_off_codes_under_the_hyperprior(context_model, photo):
+    lm = weights.load(context_model)
+    net = lm.net
+    a, ra = tiling.encode(net, photo, 6.0, 0, y_context=True)
+    net.context.passes_on.zero_()
+    b, rb = tiling.encode(net, photo, 6.0, 0, y_context=False)
+    c, rc = tiling.encode(net, photo, 6.0, 0, y_context=True)
+    assert np.array_equal(rb, rc) and not np.array_equal(ra, rc)
+    net.context.passes_on[:] = torch.tensor([0, 1, 1], dtype=torch.int32)
+    d, rd = tiling.encode(net, photo, 6.0, 0, y_context=True)
+    assert not np.array_equal(rd, rc)
+    # the switches travel with the weights
+    weights.save(net, context_model.parent / "sw.safetensors", lm.model_id)
+    again = weights.load(context_model.parent / "sw.safetensors").net
+    assert again.context.passes_on.tolist() == [0, 1, 1]
+    _, re_ = tiling.encode(again, photo, 6.0, 0, y_context=True)
+    assert np.array_equal(re_, rd)
+
+
+def test_choose_passes_switches_off_what_saves_nothing(tiny_model):
+    """An untrained network saves no bits anywhere: every pass goes off."""
+    net = weights.load(tiny_model).net
+    with torch.no_grad():
+        bank = net.g_a(torch.rand(2, 3, 64, 64))
+    ctx = ContextModel(12, hidden=8)
+    ctx.enable()
+    per_pass = tc.choose_passes(net, ctx, bank)
+    assert ctx.passes_on.tolist() == [0] * (PASSES - 1) and set(per_pass) == {"pass1", "pass2", "pass3"}
+    assert all(v == 0 for r in per_pass.values() for v in r.values())

@@ -107,23 +107,42 @@ def pass_bits(net, ctx: ContextModel, f, q, p: int, straight_through: bool = Tru
 
 
 @torch.no_grad()
-def evaluate(net, ctx, bank, qualities=(-1.0, 1.0, 4.0, 8.0), chunk: int = 32) -> dict:
-    """Per quality: y bits saved by the context model, in % of the hyperprior's y bits."""
+def pass_table(net, ctx, bank, qualities=(-1.0, 1.0, 4.0, 8.0), chunk: int = 32) -> dict:
+    """Per quality: the hyperprior's y bits on ``bank``, and per pass 1..
+    the bits the context model saves there (negative: it saves)."""
     out = {}
     for q in qualities:
-        ours = base = 0.0
+        total, saved = 0.0, [0.0] * (PASSES - 1)
         for i in range(0, len(bank), chunk):
             f = bank[i:i + chunk]
             qq = torch.full((len(f),), q)
             y, means, t = hyper(net, f, qq)
-            base += float(symbol_bits(torch.round(y - means), t).sum())
-            passes = pass_map(y.shape[1], *y.shape[-2:])
-            first = (passes == 0).float()
-            ours += float((symbol_bits(torch.round(y - means), t) * first).sum())
+            total += float(symbol_bits(torch.round(y - means), t).sum())
             for p in range(1, PASSES):
-                ours += float(pass_bits(net, ctx, f, qq, p, straight_through=False)[0].sum())
-        out[f"q{q:g}"] = 100.0 * (ours - base) / base
+                ours, base = pass_bits(net, ctx, f, qq, p, straight_through=False)
+                saved[p - 1] += float((ours - base).sum())
+        out[f"q{q:g}"] = {"bits": total, "saved": saved}
     return out
+
+
+def evaluate(net, ctx, bank, qualities=(-1.0, 1.0, 4.0, 8.0)) -> dict:
+    """Per quality: y bits saved by the context model (the passes it uses),
+    in % of the hyperprior's y bits."""
+    table = pass_table(net, ctx, bank, qualities)
+    return {q: 100.0 * sum(s for p, s in enumerate(r["saved"], 1) if ctx.uses(p)) / r["bits"]
+            for q, r in table.items()}
+
+
+def choose_passes(net, ctx, bank) -> dict:
+    """Switch off each pass whose network does not save bits on ``bank`` (the
+    validation crops), averaged over the qualities in % -> the per-pass figures."""
+    table = pass_table(net, ctx, bank)
+    per_pass = {}
+    for p in range(1, PASSES):
+        pct = {q: 100.0 * r["saved"][p - 1] / r["bits"] for q, r in table.items()}
+        ctx.passes_on[p - 1] = int(sum(pct.values()) < 0)
+        per_pass[f"pass{p}"] = {q: round(v, 3) for q, v in pct.items()}
+    return per_pass
 
 
 def _banks(net, cc: ContextConfig, log):
@@ -249,7 +268,8 @@ def install(weights_path, net, ctx: ContextModel, cc: ContextConfig, out_path, c
     from safetensors.torch import load_file
 
     from .. import weights
-    train_bank, _ = _banks(net, cc, print)
+    train_bank, val_bank = _banks(net, cc, print)
+    per_pass = choose_passes(net, ctx, val_bank)
     ctx.build_integer(calibration_inputs(net, ctx, train_bank[:calibration]))
     tensors = weights.base_tensors(load_file(str(weights_path)))
     for name, t in ctx.state_dict(prefix=weights.CONTEXT_PREFIX).items():
@@ -259,9 +279,9 @@ def install(weights_path, net, ctx: ContextModel, cc: ContextConfig, out_path, c
         tensors[name] = t
     metadata = dict(weights.file_metadata(weights_path))
     meta = json.loads(metadata.get("meta", "{}"))
-    _, val_bank = _banks(net, cc, print)
     meta["context"] = {"steps": int(getattr(ctx, "steps", cc.steps)), "hidden": cc.hidden, "kernel": cc.kernel,
                        "validation_y_bits_percent": {k: round(v, 3) for k, v in evaluate(net, ctx, val_bank).items()},
+                       "validation_per_pass_percent": per_pass, "passes_on": ctx.passes_on.tolist(),
                        "train_minutes": _train_minutes(cc), "hardware": hardware(),
                        "data": list(cc.data), "crop": cc.crop, "crops_per_image": cc.crops_per_image,
                        "batch": cc.batch, "lr": cc.lr, "decay_at": list(cc.decay_at),
