@@ -32,15 +32,32 @@ import torch
 import torch.nn.functional as F
 
 MAP_KINDS = ("rate", "error", "rd")
+#: map kinds that need a trained head besides the codec (heads/defect.py)
+HEAD_KINDS = ("defect",)
 AGGREGATES = ("relative", "max")
 #: softens the relative score where the map is near zero (flat regions):
 #: the ratio is taken of (local + SOFT * mean) to (median + SOFT * mean)
 SOFT = 0.25
 
 
+def codec_view(net, xp: torch.Tensor, quality: float):
+    """The codec's eval-mode pass over padded images (B, 3, H, W) ->
+    (x_hat clamped, error map, rate map), the maps (B, 1, H, W)."""
+    out = net(xp, torch.full((xp.shape[0],), float(quality)))
+    x_hat = out["x_hat"].clamp(0, 1)
+    err = (x_hat - xp).pow(2).mean(1, keepdim=True) * 255.0 ** 2
+    rate = 0
+    for lik in out["likelihoods"].values():
+        bits = -torch.log2(lik).sum(1, keepdim=True)           # (B, 1, h', w')
+        f = xp.shape[-1] // bits.shape[-1]
+        rate = rate + F.interpolate(bits, scale_factor=f, mode="nearest") / (f * f)
+    return x_hat, err, rate
+
+
 @torch.no_grad()
-def maps(image, model=None, quality: float = 4, max_pixels=None) -> dict:
-    """-> {"rate", "error", "rd"}: (H, W) float32 maps of one image."""
+def maps(image, model=None, quality: float = 4, max_pixels=None, defect_head=None) -> dict:
+    """-> {"rate", "error", "rd"} (and "defect" with ``defect_head``, a
+    heads.defect.DefectNet or "shipped"): (H, W) float32 maps of one image."""
     from .. import io
     from ..models import pad_to
     from ..pipeline import load_model
@@ -53,18 +70,20 @@ def maps(image, model=None, quality: float = 4, max_pixels=None) -> dict:
     h, w = pic.height, pic.width
     x = torch.from_numpy(np.array(pic.rgb, np.float32)).permute(2, 0, 1)[None] / 255.0
     xp = pad_to(x, net.stride)
-    out = net(xp, torch.tensor([q]))
-    err = (out["x_hat"].clamp(0, 1) - xp).pow(2).mean(1, keepdim=True) * 255.0 ** 2
-    rate = 0
-    for lik in out["likelihoods"].values():
-        bits = -torch.log2(lik).sum(1, keepdim=True)           # (1, 1, h', w')
-        f = xp.shape[-1] // bits.shape[-1]
-        rate = rate + F.interpolate(bits, scale_factor=f, mode="nearest") / (f * f)
+    x_hat, err, rate = codec_view(net, xp, q)
     lam = float(net.lmbda(torch.tensor([q])))
     rd = rate + lam * err
     crop = (0, 0, slice(0, h), slice(0, w))
-    return {"rate": rate[crop].numpy().astype(np.float32), "error": err[crop].numpy().astype(np.float32),
-            "rd": rd[crop].numpy().astype(np.float32)}
+    out = {"rate": rate[crop].numpy().astype(np.float32), "error": err[crop].numpy().astype(np.float32),
+           "rd": rd[crop].numpy().astype(np.float32)}
+    if defect_head is not None:
+        from . import defect
+        head = defect.load() if isinstance(defect_head, str) else defect_head
+        feats = defect.stack_features(xp, x_hat, err, rate)
+        if head.cfg.quality != q:
+            feats = defect.features(xp, net, head.cfg.quality)
+        out["defect"] = torch.sigmoid(head(feats))[crop].numpy().astype(np.float32)
+    return out
 
 
 def local_mean(m: np.ndarray, window: int) -> np.ndarray:
@@ -98,9 +117,9 @@ def relative_map(m: np.ndarray, window: int = 32) -> np.ndarray:
 def score(image, kind: str = "rd", aggregate: str = "max", window: int = 32, model=None,
           quality: float = 4, max_pixels=None) -> tuple[float, np.ndarray]:
     """-> (image score, per-pixel heat map) for one image."""
-    if kind not in MAP_KINDS:
-        raise ValueError(f"score kind must be one of {', '.join(MAP_KINDS)}")
-    m = maps(image, model, quality, max_pixels)[kind]
+    if kind not in MAP_KINDS + HEAD_KINDS:
+        raise ValueError(f"score kind must be one of {', '.join(MAP_KINDS + HEAD_KINDS)}")
+    m = maps(image, model, quality, max_pixels, "shipped" if kind in HEAD_KINDS else None)[kind]
     heat = relative_map(m, window) if aggregate == "relative" else m
     return image_score(m, aggregate, window), heat
 

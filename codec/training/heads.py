@@ -28,7 +28,7 @@ from .loop import _Stop, lr_at
 class HeadTrainConfig:
     data: list = field(default_factory=lambda: ["../shared/data/train"])
     out: str = str(Path.home() / ".cache/aecodec/runs/head")
-    kind: str = ""                   # restore or vae (recorded for export)
+    kind: str = ""                   # restore, vae or defect (recorded for export)
     crop: int = 96
     batch: int = 8
     lr: float = 2e-4
@@ -116,8 +116,10 @@ def fit(net: torch.nn.Module, loss_fn, tc: HeadTrainConfig, resume: bool = True,
 def heads() -> dict:
     """kind -> (config class, network class, loss function)."""
     from ..heads.restore import RestoreConfig, RestoreNet
+    from ..heads.defect import DefectConfig, DefectNet, defect_loss
     from ..heads.vae import ImageVAE, VAEConfig
-    return {"restore": (RestoreConfig, RestoreNet, restore_loss), "vae": (VAEConfig, ImageVAE, vae_loss)}
+    return {"restore": (RestoreConfig, RestoreNet, restore_loss), "vae": (VAEConfig, ImageVAE, vae_loss),
+            "defect": (DefectConfig, DefectNet, defect_loss)}
 
 
 def head_kind(head_config: str) -> str:

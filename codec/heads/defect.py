@@ -1,0 +1,194 @@
+"""A defect segmenter on the codec's view of an image (anomaly scoring).
+
+The codec alone (heads/anomaly.py: its rate and its reconstruction error)
+flags what it cannot code well, such as noise; a pasted patch, a blurred
+square or a colour shift is ordinary image content to it. As in DRAEM
+(Zavrtanik et al., ICCV 2021), a small discriminative network learns where
+an image departs from its surroundings, from synthetic defects made on the
+fly on clean training crops, and reads what the autoencoder sees::
+
+    input (8, H, W) = [x (3), x_hat (3), log1p(error / 16) (1), log1p(rate) (1)]
+        x_hat, error, rate: the default codec at quality 4 (heads/anomaly.py's maps)
+      -> 3x3 convolutions, dilations 1, 2, 4, 8, 16, 1 (receptive field 65 px)
+      -> 1x1 -> logit that the pixel belongs to a defect
+
+Training defects (:func:`synthesize`): smooth random blobs (thresholded,
+up-sampled noise, DRAEM's Perlin masks in spirit) or thin random strokes,
+filled with a region of another training image (blended), a blurred, noisy,
+colour-shifted or tone-changed copy of the image itself, or a flat colour
+(strokes). These are the families of benchmarks/anomaly.py's defects --
+pasted patches, local blur, noise, colour shifts, scratches -- with other
+shapes (blobs, not squares; curved strokes, not straight lines) and drawn
+parameters, so the benchmark measures how the segmenter carries over to
+other shapes and strengths, not to defect families it never saw.
+
+Focal loss (Lin et al. 2017) against the defect mask; the image score is the
+largest mean probability over ``window`` x ``window`` windows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NAME = "defect"
+QUALITY = 4.0
+
+
+@dataclass(frozen=True)
+class DefectConfig:
+    width: int = 32
+    dilations: tuple = (1, 2, 4, 8, 16, 1)
+    quality: float = QUALITY
+
+
+class DefectNet(nn.Module):
+    def __init__(self, cfg: DefectConfig = DefectConfig()) -> None:
+        super().__init__()
+        self.cfg = cfg
+        layers, cin = [], 8
+        for d in cfg.dilations:
+            layers += [nn.Conv2d(cin, cfg.width, 3, padding=d, dilation=d), nn.LeakyReLU(0.1)]
+            cin = cfg.width
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv2d(cfg.width, 1, 1)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """features (B, 8, H, W) -> defect logits (B, 1, H, W)."""
+        return self.out(self.body(feats))
+
+
+_CODEC = {}
+
+
+def _codec():
+    """The shipped default codec, loaded once (frozen)."""
+    if "net" not in _CODEC:
+        from ..pipeline import load_model
+        net = load_model(None).net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        _CODEC["net"] = net
+    return _CODEC["net"]
+
+
+@torch.no_grad()
+def features(x: torch.Tensor, codec=None, quality: float = QUALITY) -> torch.Tensor:
+    """x (B, 3, H, W) in [0, 1], H and W multiples of 64 -> (B, 8, H, W)."""
+    from .anomaly import codec_view
+    return stack_features(x, *codec_view(codec or _codec(), x, quality))
+
+
+def stack_features(x, x_hat, err, rate) -> torch.Tensor:
+    return torch.cat([x, x_hat, torch.log1p(err / 16), torch.log1p(rate)], 1)
+
+
+# ------------------------------------------------------------ training data
+def _uniform(gen, lo, hi, n=()):
+    return lo + (hi - lo) * torch.rand(n, generator=gen)
+
+
+def blob_mask(size: int, gen: torch.Generator) -> torch.Tensor:
+    """(size, size) 0/1: a thresholded, up-sampled random field covering 2-15 % of the crop."""
+    cells = int(torch.randint(3, 8, (1,), generator=gen))
+    field = torch.randn(1, 1, cells, cells, generator=gen)
+    field = F.interpolate(field, size=(size, size), mode="bicubic", align_corners=False)[0, 0]
+    share = float(_uniform(gen, 0.02, 0.15))
+    return (field >= torch.quantile(field.flatten(), 1 - share)).float()
+
+
+def stroke_mask(size: int, gen: torch.Generator) -> torch.Tensor:
+    """(size, size) 0/1: a thin random curve (a quadratic Bezier, 1-3 px)."""
+    p = _uniform(gen, 0, size, (3, 2))
+    t = torch.linspace(0, 1, 4 * size)[:, None]
+    pts = (1 - t) ** 2 * p[0] + 2 * t * (1 - t) * p[1] + t ** 2 * p[2]
+    m = torch.zeros(size, size)
+    r = int(torch.randint(0, 2, (1,), generator=gen))
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            yy = (pts[:, 0] + dy).long().clamp(0, size - 1)
+            xx = (pts[:, 1] + dx).long().clamp(0, size - 1)
+            m[yy, xx] = 1
+    return m
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    k = int(2 * math.ceil(3 * sigma) + 1)
+    g = torch.exp(-0.5 * ((torch.arange(k) - k // 2) / sigma) ** 2)
+    g = (g / g.sum()).to(x)
+    c = x.shape[0]
+    y = F.conv2d(F.pad(x[None], (k // 2,) * 4, mode="replicate"), g.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+    return F.conv2d(y, g.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)[0]
+
+
+def synthesize(x: torch.Tensor, gen: torch.Generator, p_clean: float = 0.25) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clean crops (B, 3, S, S) -> (defective crops, masks (B, 1, S, S)); a
+    share ``p_clean`` stays clean (all-zero mask). See the module docstring."""
+    B, _, S, _ = x.shape
+    out, masks = x.clone(), torch.zeros(B, 1, S, S)
+    for b in range(B):
+        if float(torch.rand((), generator=gen)) < p_clean:
+            continue
+        kind = int(torch.randint(0, 6, (1,), generator=gen))
+        m = stroke_mask(S, gen) if kind == 5 else blob_mask(S, gen)
+        img = x[b]
+        if kind == 0:      # another image's content, blended
+            donor = x[(b + 1 + int(torch.randint(0, B - 1, (1,), generator=gen))) % B] if B > 1 else img.flip(-1)
+            donor = donor.roll((int(torch.randint(0, S, (1,), generator=gen)),) * 2, (1, 2))
+            beta = float(_uniform(gen, 0.6, 1.0))
+            fill = beta * donor + (1 - beta) * img
+        elif kind == 1:    # blurred
+            fill = _blur(img, float(_uniform(gen, 1.5, 4.0)))
+        elif kind == 2:    # noisy
+            fill = img + torch.randn(img.shape, generator=gen) * float(_uniform(gen, 8, 40)) / 255
+        elif kind == 3:    # colour shift
+            shift = _uniform(gen, -60, 60, (3,))
+            shift[int(torch.randint(0, 3, (1,), generator=gen))] = float(_uniform(gen, 25, 60)) * \
+                (1 if float(torch.rand((), generator=gen)) < 0.5 else -1)
+            fill = img + shift.view(3, 1, 1) / 255
+        elif kind == 4:    # tone: gamma and contrast
+            gamma, contrast = float(_uniform(gen, 0.5, 2.0)), float(_uniform(gen, 0.5, 1.5))
+            fill = ((img.clamp(0, 1) ** gamma - 0.5) * contrast + 0.5)
+        else:              # a stroke of one colour
+            fill = _uniform(gen, 0, 1, (3,)).view(3, 1, 1).expand_as(img)
+        fill = fill.clamp(0, 1)
+        changed = ((fill - img).abs().amax(0) > 1.5 / 255).float() * m
+        out[b] = img * (1 - m) + fill * m
+        masks[b, 0] = changed if kind != 1 else m
+    return out, masks
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    pt = p * target + (1 - p) * (1 - target)
+    return (ce * (1 - pt) ** gamma).mean()
+
+
+def defect_loss(net: DefectNet, x: torch.Tensor, gen: torch.Generator):
+    """The head loss for training/heads.py: synthesize, featurize, focal loss."""
+    xd, mask = synthesize(x, gen)
+    logits = net(features(xd, quality=net.cfg.quality))
+    loss = focal_loss(logits, mask)
+    with torch.no_grad():
+        pred = logits > 0
+        tp = (pred & (mask > 0)).sum().item()
+        iou = tp / max(1, (pred | (mask > 0)).sum().item())
+    return loss, {"iou": iou}
+
+
+# ------------------------------------------------------------------ scoring
+def load(path=None) -> DefectNet:
+    from .store import shipped
+    return shipped(NAME, NAME, DefectConfig, DefectNet, path)
+
+
+@torch.no_grad()
+def probability_map(x_padded: torch.Tensor, head: DefectNet | None = None, codec=None) -> torch.Tensor:
+    """(1, 3, H, W) padded to 64 -> (H, W) defect probabilities."""
+    head = head or load()
+    return torch.sigmoid(head(features(x_padded, codec, head.cfg.quality)))[0, 0]

@@ -1,0 +1,74 @@
+"""The learned defect segmenter (codec/heads/defect.py)."""
+
+import numpy as np
+import pytest
+import torch
+
+from codec.heads import anomaly, defect
+
+
+def _crops(n=6, size=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(n, 3, 8, 8, generator=g)
+    return torch.nn.functional.interpolate(base, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def test_synthesized_defects_change_only_their_masks():
+    x = _crops()
+    g = torch.Generator().manual_seed(1)
+    xd, mask = defect.synthesize(x, g, p_clean=0.0)
+    assert mask.shape == (6, 1, 64, 64) and set(mask.unique().tolist()) <= {0.0, 1.0}
+    outside = (mask == 0).expand_as(x)
+    assert torch.equal(xd[outside], x[outside])             # nothing moves outside a mask
+    assert (mask.sum((1, 2, 3)) > 0).all()                  # every crop got a defect
+    assert (xd >= 0).all() and (xd <= 1).all()
+
+
+def test_clean_crops_stay_clean():
+    x = _crops()
+    xd, mask = defect.synthesize(x, torch.Generator().manual_seed(2), p_clean=1.0)
+    assert torch.equal(xd, x) and mask.sum() == 0
+
+
+def test_masks_cover_a_plausible_share():
+    g = torch.Generator().manual_seed(3)
+    shares = [float(defect.blob_mask(128, g).mean()) for _ in range(20)]
+    assert 0.015 < min(shares) and max(shares) < 0.16
+    stroke = defect.stroke_mask(128, g)
+    assert 0 < float(stroke.mean()) < 0.05
+
+
+def test_features_and_the_defect_map(tiny_model, photo):
+    from codec.pipeline import load_model
+    net = load_model(tiny_model).net
+    x = torch.rand(2, 3, 64, 64)
+    f = defect.features(x, net)
+    assert f.shape == (2, 8, 64, 64) and torch.equal(f[:, :3], x)
+    head = defect.DefectNet()
+    m = anomaly.maps(photo, model=tiny_model, defect_head=head)
+    assert m["defect"].shape == photo.shape[:2] and (m["defect"] >= 0).all() and (m["defect"] <= 1).all()
+
+
+def test_training_steps_lower_the_focal_loss(tiny_model):
+    """The head learns where a synthetic defect is (a few steps, fixed batch)."""
+    from codec.pipeline import load_model
+    net = load_model(tiny_model).net
+    torch.manual_seed(0)
+    x = _crops(4)
+    xd, mask = defect.synthesize(x, torch.Generator().manual_seed(4), p_clean=0.0)
+    feats = defect.features(xd, net)
+    head = defect.DefectNet(defect.DefectConfig(width=8))
+    opt = torch.optim.Adam(head.parameters(), 1e-2)
+    with torch.no_grad():
+        first = float(defect.focal_loss(head(feats), mask))
+    for _ in range(30):
+        loss = defect.focal_loss(head(feats), mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.7 * first
+
+
+def test_unknown_score_kind_is_refused(photo):
+    with pytest.raises(ValueError, match="score kind"):
+        anomaly.score(photo, kind="nope")
