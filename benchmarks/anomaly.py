@@ -86,21 +86,27 @@ def kodak_benchmark(kodak: Path, quality: float, window: int, quick: bool, defec
     map_kinds = anomaly.MAP_KINDS + (anomaly.HEAD_KINDS if defect_head is not None else ())
     kinds = [(k, a) for k in map_kinds for a in anomaly.AGGREGATES]
 
+    defect_window = int(defect_head.meta.get("window", window)) if defect_head is not None else window
+
+    def win(mk):  # the codec's maps: --window; the defect head: the window chosen with it
+        return defect_window if mk in anomaly.HEAD_KINDS else window
+
     def all_maps(img):
         return anomaly.maps(img, quality=quality, defect_head=defect_head)
 
     def heat_of(m, mk):  # the segmenter's map is a probability already
-        return m[mk] if mk in anomaly.HEAD_KINDS else anomaly.relative_map(m[mk], window)
+        return m[mk] if mk in anomaly.HEAD_KINDS else anomaly.relative_map(m[mk], win(mk))
 
     t0 = time.perf_counter()
     normal_maps = [all_maps(im) for im in normals]
     anomaly_maps = [all_maps(im) for _, im, _ in anomalies]
     secs = time.perf_counter() - t0
     res = {"normals": len(normals), "anomalies": len(anomalies), "quality": quality, "window": window,
+           "defect_window": defect_window if defect_head is not None else None,
            "seconds_per_image": secs / (len(normals) + len(anomalies)), "image_auroc": {}, "pixel_auroc": {}}
     for mk, agg in kinds:
-        sn = [anomaly.image_score(m[mk], agg, window) for m in normal_maps]
-        sa = [anomaly.image_score(m[mk], agg, window) for m in anomaly_maps]
+        sn = [anomaly.image_score(m[mk], agg, win(mk)) for m in normal_maps]
+        sa = [anomaly.image_score(m[mk], agg, win(mk)) for m in anomaly_maps]
         row = {"all": roc_auc_score([0] * len(sn) + [1] * len(sa), sn + sa)}
         for kind in DEFECTS:
             s_k = [s for s, (k, _, _) in zip(sa, anomalies) if k == kind]

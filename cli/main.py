@@ -667,7 +667,8 @@ def anomaly():
                    "defect: the learned defect segmenter on the codec's view (codec/heads/defect.py).")
 @click.option("--aggregate", type=click.Choice(["max", "relative"]), default="max", show_default=True,
               help="Image score: the largest local mean, or relative to the image's median.")
-@click.option("--window", type=int, default=32, show_default=True, help="Local window in pixels.")
+@click.option("--window", type=int, default=None,
+              help="Local window in pixels [default: 32; the defect head's own for --kind defect].")
 @click.option("-q", "--quality", type=float, default=4.0, show_default=True)
 @click.option("--fpr", type=float, default=0.05, show_default=True, help="False-positive rate of the flag.")
 @click.option("--model", help="Model id or .safetensors file (a hyperprior model).")
@@ -679,7 +680,7 @@ def anomaly_fit(normal, out, kind, aggregate, window, quality, fpr, model, force
     from codec.heads.anomaly import fit
     if Path(out).exists() and not force:
         raise Failure(f"{out} already exists; pass -f/--force to overwrite it")
-    if window < 4:
+    if window is not None and window < 4:
         raise click.BadParameter("must be at least 4", param_hint="--window")
     files, _ = _expand(normal, IMAGE_SUFFIXES)
     det = fit(files, None, kind, aggregate, window, model, quality, fpr)

@@ -114,9 +114,19 @@ def relative_map(m: np.ndarray, window: int = 32) -> np.ndarray:
     return np.maximum(0, np.log((loc + c) / (float(np.median(loc)) + c))).astype(np.float32)
 
 
-def score(image, kind: str = "rd", aggregate: str = "max", window: int = 32, model=None,
+def default_window(kind: str) -> int:
+    """32 pixels for the codec's maps; the defect head's own (chosen on
+    validation crops when it was exported, heads/defect.py) for "defect"."""
+    if kind in HEAD_KINDS:
+        from . import defect
+        return int(defect.load().meta.get("window", 32))
+    return 32
+
+
+def score(image, kind: str = "rd", aggregate: str = "max", window: int | None = None, model=None,
           quality: float = 4, max_pixels=None) -> tuple[float, np.ndarray]:
-    """-> (image score, per-pixel heat map) for one image."""
+    """-> (image score, per-pixel heat map) for one image (``window`` None: :func:`default_window`)."""
+    window = window or default_window(kind)
     if kind not in MAP_KINDS + HEAD_KINDS:
         raise ValueError(f"score kind must be one of {', '.join(MAP_KINDS + HEAD_KINDS)}")
     m = maps(image, model, quality, max_pixels, "shipped" if kind in HEAD_KINDS else None)[kind]
@@ -124,7 +134,7 @@ def score(image, kind: str = "rd", aggregate: str = "max", window: int = 32, mod
     return image_score(m, aggregate, window), heat
 
 
-def fit(images, out_path=None, kind: str = "rd", aggregate: str = "max", window: int = 32,
+def fit(images, out_path=None, kind: str = "rd", aggregate: str = "max", window: int | None = None,
         model=None, quality: float = 4, fpr: float = 0.05) -> dict:
     """Score normal images and record their distribution -> detector dict
     (written as JSON to ``out_path`` if given)."""
@@ -132,6 +142,7 @@ def fit(images, out_path=None, kind: str = "rd", aggregate: str = "max", window:
     if not 0 < fpr < 1:
         raise ValueError("false-positive rate must be between 0 and 1")
     lm = load_model(model)
+    window = window or default_window(kind)
     scores = sorted(score(p, kind, aggregate, window, lm, quality)[0] for p in images)
     if len(scores) < 2:
         raise ValueError("fit needs at least 2 normal images")

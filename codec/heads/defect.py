@@ -192,3 +192,28 @@ def probability_map(x_padded: torch.Tensor, head: DefectNet | None = None, codec
     """(1, 3, H, W) padded to 64 -> (H, W) defect probabilities."""
     head = head or load()
     return torch.sigmoid(head(features(x_padded, codec, head.cfg.quality)))[0, 0]
+
+
+@torch.no_grad()
+def choose_window(head: DefectNet, folders, windows=(8, 16, 32), crops: int = 96, crop: int = 256,
+                  seed: int = 0, codec=None) -> tuple[int, dict]:
+    """The image score's window, chosen on synthetic defects of the
+    validation split of the training folders (never the benchmark's images
+    or defects): image-level AUROC of clean against defective crops for each
+    window -> (best window, {window: AUROC})."""
+    from sklearn.metrics import roc_auc_score
+
+    from ..training.data import CropSampler, list_images, load_uint8, split
+    from .anomaly import image_score
+    _, val = split(list_images(folders))
+    sampler = CropSampler([load_uint8(p) for p in val], crop)
+    gen = torch.Generator().manual_seed(seed)
+    clean = sampler.sample(crops, gen)
+    bad, _ = synthesize(clean, gen, p_clean=0.0)
+    maps = []
+    for x in (clean, bad):
+        for i in range(0, crops, 8):
+            maps += list(torch.sigmoid(head(features(x[i:i + 8], codec, head.cfg.quality)))[:, 0].numpy())
+    labels = [0] * crops + [1] * crops
+    table = {w: float(roc_auc_score(labels, [image_score(m, "max", w) for m in maps])) for w in windows}
+    return max(table, key=table.get), table
