@@ -235,11 +235,26 @@ class IntegerNet(IntegerBuffers):
     def forward(self, x64: torch.Tensor, convs: list[nn.Module], slope: float = 0.01) -> torch.Tensor:
         """-> float64 output; ``convs``: layers with the float net's geometry
         (kernel, stride, padding; their weights are not read)."""
-        x = x64
-        for k in range(self.layers):
+        return self.after_first(self.first_sum(x64, convs[0]), convs, slope)
+
+    def first_sum(self, x64: torch.Tensor, conv: nn.Module, channels=slice(None)) -> torch.Tensor:
+        """The first layer's integer sums over the input ``channels`` only (a
+        slice or an index tensor; float32 holding integers). Sums over disjoint
+        channel sets add up exactly to the whole layer's: every partial sum
+        stays below 2^24 (and channels whose input is all zero add nothing)."""
+        a = quantize_input(x64, self.act0[channels])
+        return _conv(conv, a, self._weight(0)[:, channels])
+
+    def after_first(self, acc: torch.Tensor, convs: list[nn.Module], slope: float = 0.01,
+                    outputs=slice(None)) -> torch.Tensor:
+        """The rest of the network from the first layer's integer sums ->
+        float64; ``outputs``: only these output channels of the last layer
+        (each output's sum is its own, so the others need not be computed)."""
+        x = acc * self.scale0.view(1, -1, 1, 1) + self.bias0.float().view(1, -1, 1, 1)
+        for k in range(1, self.layers):
+            x = F.leaky_relu(x, slope)
             a = quantize_input(x, getattr(self, f"act{k}"))
-            x = integer_layer(convs[k], a, self._weight(k), getattr(self, f"scale{k}"),
-                              getattr(self, f"bias{k}"))
-            if k < self.layers - 1:
-                x = F.leaky_relu(x, slope)
+            rows = outputs if k == self.layers - 1 else slice(None)
+            x = integer_layer(convs[k], a, self._weight(k)[rows], getattr(self, f"scale{k}")[rows],
+                              getattr(self, f"bias{k}")[rows])
         return x.double()

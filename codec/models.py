@@ -281,12 +281,13 @@ class HyperpriorCodec(TransformCodec):
         passes = pass_map(*means.shape[1:])
         t = torch.from_numpy(self.latent.y.table.index(scales).astype(np.int64)).view(means.shape)
         y_hat = torch.zeros_like(means)
+        context = self.context.exact_passes(means, t.double())
         for p in range(PASSES):
             sel = passes == p
             if p == 0 or not self.context.uses(p):
                 idx, mu = t[0][sel], means[0][sel]
             else:
-                dt, dmu = self.context.exact(self.context.inputs(y_hat, passes, p, means, t.double()), p)
+                dt, dmu = context(y_hat, passes, p)
                 idx = (t.double() + dt).round_().clamp_(0, LEVELS - 1).long()[0][sel]
                 mu = (means + dmu)[0][sel]
             y_hat[0][sel] = code(p, sel, idx.numpy().astype(np.int32), mu)

@@ -256,3 +256,19 @@ def test_choose_passes_switches_off_what_saves_nothing(tiny_model):
     per_pass = tc.choose_passes(net, ctx, bank)
     assert ctx.passes_on.tolist() == [0] * (PASSES - 1) and set(per_pass) == {"pass1", "pass2", "pass3"}
     assert all(v == 0 for r in per_pass.values() for v in r.values())
+
+
+def test_the_fast_pass_runner_gives_exactly_the_integer_network(context_model):
+    """exact_passes splits the first layer's integer sums; the bits must not change."""
+    ctx = weights.load(context_model).net.context
+    g = torch.Generator().manual_seed(0)
+    M, h, w = 12, 6, 7
+    y_hat = (torch.randn(1, M, h, w, generator=g) * 3).round().double()
+    means = torch.randn(1, M, h, w, generator=g).double()
+    t = torch.randint(0, 64, (1, M, h, w), generator=g).double()
+    passes = pass_map(M, h, w)
+    run = ctx.exact_passes(means, t)
+    for p in range(1, PASSES):
+        want = ctx.exact(ctx.inputs(y_hat, passes, p, means, t), p)
+        got = run(y_hat, passes, p)
+        assert all(torch.equal(a, b) for a, b in zip(want, got))
