@@ -27,7 +27,7 @@ from codec.training import context as tc  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--weights", default=str(ROOT / "codec/weights/hyperprior-vr.safetensors"))
-    ap.add_argument("--data", nargs="+", default=[str(ROOT.parent / "shared/data/train")])
+    ap.add_argument("--data", nargs="+", default=["../shared/data/train"])
     ap.add_argument("--out", default=str(Path.home() / ".cache/aecodec/runs/context"))
     ap.add_argument("--steps", type=int, default=tc.ContextConfig.steps)
     ap.add_argument("--decay-at", default=None, help="comma-separated steps (default: 70%%, 90%% of --steps)")

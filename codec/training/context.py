@@ -145,17 +145,30 @@ def choose_passes(net, ctx, bank) -> dict:
     return per_pass
 
 
+def _g_a_key(net) -> str:
+    """Which analysis transform a bank was made with."""
+    import hashlib
+    h = hashlib.sha256()
+    for t in net.g_a.state_dict().values():
+        h.update(t.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def _banks(net, cc: ContextConfig, log):
+    """The latent banks of ``cc.out`` (made once per analysis transform and settings)."""
     path = Path(cc.out) / "bank.pt"
+    key = f"{_g_a_key(net)} {cc.crop} {cc.crops_per_image} {cc.seed} {sorted(cc.data)}"
     if path.exists():
         d = torch.load(path, weights_only=True)
-        return d["train"], d["val"]
+        if d.get("key", key) == key:   # a bank without a key: made by the first runs, by this model
+            return d["train"], d["val"]
+        log("latent bank of another model or settings: making a new one")
     train_paths, val_paths = split(list_images(cc.data))
     t0 = time.time()
     train = latent_bank(net, train_paths, cc.crop, cc.crops_per_image, cc.seed)
     val = latent_bank(net, val_paths, cc.crop, cc.crops_per_image, cc.seed + 1)
     log(f"latent bank: {len(train)} train / {len(val)} validation crops in {time.time() - t0:.0f} s")
-    torch.save({"train": train, "val": val}, path)
+    torch.save({"train": train, "val": val, "key": key}, path)
     return train, val
 
 
@@ -304,4 +317,5 @@ def _train_minutes(cc: ContextConfig) -> float | None:
 def hardware() -> str:
     import os
     import platform
-    return f"{os.cpu_count()}-core {platform.machine()} CPU, {torch.get_num_threads()} torch threads"
+    n = torch.get_num_threads()
+    return f"{os.cpu_count()}-core {platform.machine()} CPU, {n} torch thread{'s' if n > 1 else ''}"
