@@ -131,7 +131,7 @@ def kodak_benchmark(kodak: Path, quality: float, window: int, quick: bool, defec
         _, img, _ = anomalies[i]
         best = "defect" if defect_head is not None else "rd"
         heat = heat_of(anomaly_maps[i], best)
-        tiles.append(np.concatenate([img, anomaly.heat_overlay(img, heat)], 0))
+        tiles.append(np.concatenate([img, anomaly.heat_overlay(img, heat, 1.0 if best == "defect" else None)], 0))
     pic = np.concatenate([np.pad(t, ((0, 0), (0, 4), (0, 0)), constant_values=255) for t in tiles], 1)
     out = ROOT / "docs/img/anomaly_defects.png"
     Image.fromarray(pic).save(out)

@@ -48,6 +48,10 @@ def head_card(path: Path, md: dict) -> None:
              + f", wall time {meta.get('train_hours')} h "
              f"on {meta.get('hardware') or 'unknown hardware'}",
              f"- how: `aecodec train-head {kind}` (codec/training/heads.py)",
+             *([f"- image score: the largest mean of the defect probability over {meta['window']}x{meta['window']} px "
+                f"windows, the window chosen on synthetic defects of validation crops (`scripts/defect_window.py`; "
+                f"image-level AUROC by window: " + ", ".join(f"{k}: {v:.3f}" for k, v in meta['window_auroc'].items())
+                + ")"] if "window" in meta else []),
              f"- measured: {figures} (see the README)", ""]
     out = path.with_suffix(".md")
     out.write_text("\n".join(lines) + "\n")

@@ -195,7 +195,7 @@ def probability_map(x_padded: torch.Tensor, head: DefectNet | None = None, codec
 
 
 @torch.no_grad()
-def choose_window(head: DefectNet, folders, windows=(8, 16, 32), crops: int = 96, crop: int = 256,
+def choose_window(head: DefectNet, folders, windows=(2, 4, 8, 16, 32), crops: int = 96, crop: int = 256,
                   seed: int = 0, codec=None) -> tuple[int, dict]:
     """The image score's window, chosen on synthetic defects of the
     validation split of the training folders (never the benchmark's images
