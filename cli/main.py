@@ -462,6 +462,39 @@ def export(checkpoint, out, model_id, hardware, force):
     click.echo(json.dumps(meta))
 
 
+@main.command("train-context")
+@click.argument("data", nargs=-1, required=True)
+@click.option("--weights", "weights_path", required=True, help="A scalar (hyperprior) model's .safetensors file.")
+@click.option("--out", "out", required=True, help="Run folder (latent bank, ckpt.pt, log.csv).")
+@click.option("-o", "--output", default=None, help="Write the weights file with the context model installed.")
+@click.option("--steps", type=int, default=20000, show_default=True)
+@click.option("--decay-at", default=None, help="Comma-separated steps where lr is multiplied by 0.3 [70%, 90% of --steps].")
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--crop", type=int, default=256, show_default=True)
+@click.option("--crops-per-image", type=int, default=8, show_default=True)
+@click.option("--minutes", type=float, default=None, help="Stop (with a checkpoint) after this long.")
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from --out's checkpoint.")
+@click.option("--install-only", is_flag=True, help="Skip training: install --out's checkpoint into -o.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing -o file.")
+@guarded
+def train_context(data, weights_path, out, output, steps, decay_at, lr, crop, crops_per_image, minutes, threads,
+                  resume, install_only, force):
+    """Train a scalar model's context model on the rate alone (transforms fixed) and install it."""
+    import torch
+
+    from codec.training.context import run
+    if output and Path(output).exists() and not force and Path(output).resolve() != Path(weights_path).resolve():
+        raise Failure(f"{output} already exists; pass -f/--force to overwrite it")
+    if install_only and not (Path(out) / "ckpt.pt").exists():
+        raise Failure(f"no checkpoint in {out} to install")
+    torch.set_num_threads(threads)
+    decay = tuple(int(s) for s in decay_at.split(",")) if decay_at else None
+    report = run(weights_path, data, out, steps, decay, lr, minutes, resume, output, install_only,
+                 log=lambda msg: click.echo(msg, err=True), crop=crop, crops_per_image=crops_per_image)
+    click.echo(json.dumps(report))
+
+
 @main.command("train-head")
 @click.argument("kind", type=click.Choice(["restore", "vae", "defect"]))
 @click.argument("data", nargs=-1, required=True)

@@ -20,7 +20,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from codec import weights  # noqa: E402
 from codec.training import context as tc  # noqa: E402
 
 
@@ -39,17 +38,9 @@ def main() -> None:
     ap.add_argument("-o", "--output", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    decay = (tuple(int(s) for s in args.decay_at.split(",")) if args.decay_at
-             else (int(0.7 * args.steps), int(0.9 * args.steps)))
-    cc = tc.ContextConfig(data=tuple(args.data), out=args.out, steps=args.steps, lr=args.lr, decay_at=decay)
-    net = weights.load(args.weights).net
-    if args.install_only:
-        ctx = tc.load_checkpoint(net, cc)
-    else:
-        ctx = tc.train(net, cc, resume=args.resume, minutes=args.minutes, log=lambda m: print(m, flush=True))
-    if args.output:
-        report = tc.install(args.weights, net, ctx, cc, args.output)
-        print(report, flush=True)
+    decay = tuple(int(s) for s in args.decay_at.split(",")) if args.decay_at else None
+    print(tc.run(args.weights, args.data, args.out, args.steps, decay, args.lr, args.minutes, args.resume,
+                 args.output, args.install_only, log=lambda m: print(m, flush=True)), flush=True)
 
 
 if __name__ == "__main__":

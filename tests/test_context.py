@@ -272,3 +272,24 @@ def test_the_fast_pass_runner_gives_exactly_the_integer_network(context_model):
         want = ctx.exact(ctx.inputs(y_hat, passes, p, means, t), p)
         got = run(y_hat, passes, p)
         assert all(torch.equal(a, b) for a, b in zip(want, got))
+
+
+def test_train_context_cli_trains_and_installs(tiny_model, tmp_path):
+    from PIL import Image
+    from click.testing import CliRunner
+    from cli.main import main
+    rng = np.random.default_rng(0)
+    data = tmp_path / "imgs"
+    data.mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    out, w = tmp_path / "run", tmp_path / "with-context.safetensors"
+    args = ["train-context", str(data), "--weights", str(tiny_model), "--out", str(out), "-o", str(w),
+            "--steps", "3", "--crop", "64", "--crops-per-image", "2"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    lm = weights.load(w)
+    assert lm.net.context.present and lm.net.context.int.ready
+    assert lm.base_hash == weights.load(tiny_model).weights_hash and lm.meta["context"]["steps"] == 3
+    r = CliRunner().invoke(main, args)                         # -o exists: refused without --force
+    assert r.exit_code == 1 and "already exists" in r.output

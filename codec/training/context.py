@@ -319,3 +319,20 @@ def hardware() -> str:
     import platform
     n = torch.get_num_threads()
     return f"{os.cpu_count()}-core {platform.machine()} CPU, {n} torch thread{'s' if n > 1 else ''}"
+
+
+def run(weights_path, data, out: str, steps: int = ContextConfig.steps, decay_at: tuple | None = None,
+        lr: float = ContextConfig.lr, minutes: float | None = None, resume: bool = False,
+        output=None, install_only: bool = False, log=print, **config) -> dict:
+    """Train (or, ``install_only``, take ``out``'s checkpoint) and, with
+    ``output``, install: what ``aecodec train-context`` and
+    scripts/train_context.py run. ``decay_at`` None: 70 % and 90 % of ``steps``."""
+    from .. import weights
+    decay = tuple(decay_at) if decay_at else (int(0.7 * steps), int(0.9 * steps))
+    cc = ContextConfig(data=tuple(data), out=str(out), steps=steps, lr=lr, decay_at=decay, **config)
+    net = weights.load(weights_path).net
+    ctx = load_checkpoint(net, cc) if install_only else train(net, cc, resume=resume, minutes=minutes, log=log)
+    report = {"steps": int(getattr(ctx, "steps", steps)), "checkpoint": str(Path(out) / "ckpt.pt")}
+    if output:
+        report.update(install(weights_path, net, ctx, cc, output))
+    return report
