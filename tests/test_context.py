@@ -157,13 +157,20 @@ def test_rate_training_lowers_the_bits_it_trains_on(tiny_model):
     assert after.sum() < 0.97 * base.sum()
 
 
-def test_context_training_resumes_bit_for_bit(tiny_model, tmp_path):
+@pytest.fixture
+def image_folder(tmp_path):
+    """Four small random training images."""
     from PIL import Image
     rng = np.random.default_rng(0)
     data = tmp_path / "imgs"
     data.mkdir()
     for i in range(4):
         Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    return data
+
+
+def test_context_training_resumes_bit_for_bit(tiny_model, tmp_path, image_folder):
+    data = image_folder
     net = weights.load(tiny_model).net
 
     def run(out, steps, resume=False):
@@ -274,15 +281,10 @@ def test_the_fast_pass_runner_gives_exactly_the_integer_network(context_model):
         assert all(torch.equal(a, b) for a, b in zip(want, got))
 
 
-def test_train_context_cli_trains_and_installs(tiny_model, tmp_path):
-    from PIL import Image
+def test_train_context_cli_trains_and_installs(tiny_model, tmp_path, image_folder):
     from click.testing import CliRunner
     from cli.main import main
-    rng = np.random.default_rng(0)
-    data = tmp_path / "imgs"
-    data.mkdir()
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    data = image_folder
     out, w = tmp_path / "run", tmp_path / "with-context.safetensors"
     args = ["train-context", str(data), "--weights", str(tiny_model), "--out", str(out), "-o", str(w),
             "--steps", "3", "--crop", "64", "--crops-per-image", "2"]
