@@ -88,6 +88,10 @@ class ContextModel(nn.Module):
         # trained on its own (training/context.py), not with the codec: frozen unless enabled
         self.net.requires_grad_(False)
 
+    def uses(self, p: int) -> bool:
+        """Does pass ``p`` (1..) code under the network's corrections?"""
+        return bool(self.passes_on[p - 1])
+
     @property
     def ready(self) -> bool:
         """Has integer layers to code with."""
@@ -107,8 +111,12 @@ class ContextModel(nn.Module):
         B = y_hat.shape[0]
         return torch.cat([y_hat * known, planes.expand(B, -1, -1, -1), means, t / 8], 1)
 
+    def _rows(self, p: int) -> slice:
+        """The output channels of pass p's head."""
+        return slice(2 * self.M * (p - 1), 2 * self.M * p)
+
     def _head(self, out: torch.Tensor, p: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return out[:, 2 * self.M * (p - 1):2 * self.M * p].chunk(2, 1)
+        return out[:, self._rows(p)].chunk(2, 1)
 
     def forward(self, x: torch.Tensor, p: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Training: float network, pass p's head -> (dt, dmean)."""
@@ -136,8 +144,7 @@ class ContextModel(nn.Module):
             started = torch.tensor([bool((passes[s * M // SLICES] < p).any()) for s in range(SLICES)])
             chans = torch.cat([torch.nonzero(started[slice_of])[:, 0], torch.arange(M, k)])
             acc = self.int.first_sum(x[:, chans], convs[0], chans) + fixed
-            head = slice(2 * M * (p - 1), 2 * M * p)
-            return self.int.after_first(acc, convs, outputs=head).chunk(2, 1)
+            return self.int.after_first(acc, convs, outputs=self._rows(p)).chunk(2, 1)
 
         return run
 
@@ -151,10 +158,6 @@ class ContextModel(nn.Module):
         if not self.present:
             return OrderedDict() if destination is None else destination
         return super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
-
-    def uses(self, p: int) -> bool:
-        """Does pass ``p`` (1..) code under the network's corrections?"""
-        return bool(self.passes_on[p - 1])
 
     def _load_from_state_dict(self, state_dict, prefix, *args):
         w0 = state_dict.get(prefix + "net.0.weight")

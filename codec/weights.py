@@ -74,15 +74,19 @@ def save(model: torch.nn.Module, path, model_id: str, meta: dict | None = None) 
     """Write ``model`` (coding tables rebuilt first) to ``path``."""
     path = Path(path)
     model.update_tables()
-    tensors = {}
-    for name, t in model.state_dict().items():
-        t = t.detach().cpu().contiguous()
-        if t.is_floating_point() and not name.startswith(_KEEP_FP32):
-            t = t.half()
-        tensors[name] = t
+    tensors = stored(model.state_dict())
     metadata = {"config": model.cfg.to_json(), "model_id": model_id,
                 "meta": json.dumps(meta or {}, sort_keys=True)}
     return write_safetensors(tensors, path, metadata)
+
+
+def stored(state: dict) -> dict:
+    """Tensors as a weights file stores them: floats as fp16 but those of ``_KEEP_FP32``."""
+    out = {}
+    for name, t in state.items():
+        t = t.detach().cpu().contiguous()
+        out[name] = t.half() if t.is_floating_point() and not name.startswith(_KEEP_FP32) else t
+    return out
 
 
 def write_safetensors(tensors: dict, path, metadata: dict) -> Path:

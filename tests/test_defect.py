@@ -1,6 +1,5 @@
 """The learned defect segmenter (codec/heads/defect.py)."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -188,13 +188,6 @@ def load(path=None) -> DefectNet:
 
 
 @torch.no_grad()
-def probability_map(x_padded: torch.Tensor, head: DefectNet | None = None, codec=None) -> torch.Tensor:
-    """(1, 3, H, W) padded to 64 -> (H, W) defect probabilities."""
-    head = head or load()
-    return torch.sigmoid(head(features(x_padded, codec, head.cfg.quality)))[0, 0]
-
-
-@torch.no_grad()
 def choose_window(head: DefectNet, folders, windows=(2, 4, 8, 16, 32), crops: int = 96, crop: int = 256,
                   seed: int = 0, codec=None) -> tuple[int, dict]:
     """The image score's window, chosen on synthetic defects of the

@@ -30,13 +30,11 @@ from pathlib import Path
 
 import torch
 
-from ..context import PASSES, ContextModel, pass_map, std_of_index
+from ..context import LOG0, PASSES, STEP, ContextModel, pass_map, std_of_index
 from ..priors import LEVELS, SCALES_MAX, SCALES_MIN
 from .data import CropSampler, list_images, load_uint8, split
 from .loop import _Stop
 
-_LOG0 = math.log(SCALES_MIN)
-_STEP = (math.log(SCALES_MAX) - _LOG0) / (LEVELS - 1)
 
 
 @dataclass
@@ -77,7 +75,7 @@ def hyper(net, f: torch.Tensor, q: torch.Tensor):
     med = net.latent.z.entropy_bottleneck._get_medians()
     z_hat = torch.round(z - med) + med
     scales, means = net.latent.h_s(z_hat * g["z_inv"]).chunk(2, 1)
-    t = ((scales.clamp(SCALES_MIN, SCALES_MAX).log() - _LOG0) / _STEP).ceil().clamp(0, LEVELS - 1)
+    t = ((scales.clamp(SCALES_MIN, SCALES_MAX).log() - LOG0) / STEP).ceil().clamp(0, LEVELS - 1)
     return y, means, t
 
 
@@ -92,11 +90,11 @@ def symbol_bits(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return -torch.log2(p.clamp_min(1e-9))
 
 
-def pass_bits(net, ctx: ContextModel, f, q, p: int, straight_through: bool = True):
-    """Bits per crop of pass ``p``'s elements under the context model and under the hyperprior alone."""
-    y, means, t = hyper(net, f, q)
-    passes = pass_map(y.shape[1], *y.shape[-2:])
-    y_hat = torch.round(y - means) + means                      # passes before p (the others are masked)
+def pass_bits(net, ctx: ContextModel, f, q, p: int, straight_through: bool = True, view=None):
+    """Bits per crop of pass ``p``'s elements under the context model and
+    under the hyperprior alone; ``view``: :func:`hyper_view` of (f, q), if
+    already computed."""
+    y, means, t, passes, y_hat = view or hyper_view(net, f, q)
     dt, dmean = ctx(ctx.inputs(y_hat, passes, p, means, t), p)
     v = y - (means + dmean)
     s = v + (torch.round(v) - v).detach() if straight_through else torch.round(v)
@@ -104,6 +102,13 @@ def pass_bits(net, ctx: ContextModel, f, q, p: int, straight_through: bool = Tru
     ours = (symbol_bits(s, t + dt) * sel).sum((1, 2, 3))
     base = (symbol_bits(torch.round(y - means), t) * sel).sum((1, 2, 3))
     return ours, base
+
+
+def hyper_view(net, f, q):
+    """:func:`hyper` plus the pass map and y_hat under the hyperprior's
+    means (what the passes before a pass decoded; the others are masked)."""
+    y, means, t = hyper(net, f, q)
+    return y, means, t, pass_map(y.shape[1], *y.shape[-2:]), torch.round(y - means) + means
 
 
 @torch.no_grad()
@@ -116,27 +121,28 @@ def pass_table(net, ctx, bank, qualities=(-1.0, 1.0, 4.0, 8.0), chunk: int = 32)
         for i in range(0, len(bank), chunk):
             f = bank[i:i + chunk]
             qq = torch.full((len(f),), q)
-            y, means, t = hyper(net, f, qq)
+            view = hyper_view(net, f, qq)
+            y, means, t = view[:3]
             total += float(symbol_bits(torch.round(y - means), t).sum())
             for p in range(1, PASSES):
-                ours, base = pass_bits(net, ctx, f, qq, p, straight_through=False)
+                ours, base = pass_bits(net, ctx, f, qq, p, straight_through=False, view=view)
                 saved[p - 1] += float((ours - base).sum())
         out[f"q{q:g}"] = {"bits": total, "saved": saved}
     return out
 
 
-def evaluate(net, ctx, bank, qualities=(-1.0, 1.0, 4.0, 8.0)) -> dict:
+def evaluate(net, ctx, bank, qualities=(-1.0, 1.0, 4.0, 8.0), table: dict | None = None) -> dict:
     """Per quality: y bits saved by the context model (the passes it uses),
-    in % of the hyperprior's y bits."""
-    table = pass_table(net, ctx, bank, qualities)
+    in % of the hyperprior's y bits (``table``: a :func:`pass_table` of bank)."""
+    table = table or pass_table(net, ctx, bank, qualities)
     return {q: 100.0 * sum(s for p, s in enumerate(r["saved"], 1) if ctx.uses(p)) / r["bits"]
             for q, r in table.items()}
 
 
-def choose_passes(net, ctx, bank) -> dict:
+def choose_passes(net, ctx, bank, table: dict | None = None) -> dict:
     """Switch off each pass whose network does not save bits on ``bank`` (the
     validation crops), averaged over the qualities in % -> the per-pass figures."""
-    table = pass_table(net, ctx, bank)
+    table = table or pass_table(net, ctx, bank)
     per_pass = {}
     for p in range(1, PASSES):
         pct = {q: 100.0 * r["saved"][p - 1] / r["bits"] for q, r in table.items()}
@@ -256,9 +262,7 @@ def calibration_inputs(net, ctx: ContextModel, bank: torch.Tensor, chunk: int = 
     levels = torch.arange(net.min_quality, net.cfg.levels + 1)
     for q in levels.tolist():
         f = bank[:chunk]
-        y, means, t = hyper(net, f, torch.full((len(f),), q))
-        passes = pass_map(y.shape[1], *y.shape[-2:])
-        y_hat = torch.round(y - means) + means
+        _, means, t, passes, y_hat = hyper_view(net, f, torch.full((len(f),), q))
         for p in range(1, PASSES):
             inputs.append(ctx.inputs(y_hat.double(), passes, p, means.double(), t.double()))
     return inputs
@@ -282,18 +286,15 @@ def install(weights_path, net, ctx: ContextModel, cc: ContextConfig, out_path, c
 
     from .. import weights
     train_bank, val_bank = _banks(net, cc, print)
-    per_pass = choose_passes(net, ctx, val_bank)
+    table = pass_table(net, ctx, val_bank)
+    per_pass = choose_passes(net, ctx, val_bank, table)
     ctx.build_integer(calibration_inputs(net, ctx, train_bank[:calibration]))
     tensors = weights.base_tensors(load_file(str(weights_path)))
-    for name, t in ctx.state_dict(prefix=weights.CONTEXT_PREFIX).items():
-        t = t.detach().cpu().contiguous()
-        if t.is_floating_point() and not name.startswith(weights._KEEP_FP32):
-            t = t.half()
-        tensors[name] = t
+    tensors.update(weights.stored(ctx.state_dict(prefix=weights.CONTEXT_PREFIX)))
     metadata = dict(weights.file_metadata(weights_path))
     meta = json.loads(metadata.get("meta", "{}"))
     meta["context"] = {"steps": int(getattr(ctx, "steps", cc.steps)), "hidden": cc.hidden, "kernel": cc.kernel,
-                       "validation_y_bits_percent": {k: round(v, 3) for k, v in evaluate(net, ctx, val_bank).items()},
+                       "validation_y_bits_percent": {k: round(v, 3) for k, v in evaluate(net, ctx, val_bank, table=table).items()},
                        "validation_per_pass_percent": per_pass, "passes_on": ctx.passes_on.tolist(),
                        "train_minutes": _train_minutes(cc), "hardware": hardware(),
                        "data": list(cc.data), "crop": cc.crop, "crops_per_image": cc.crops_per_image,
