@@ -506,17 +506,18 @@ def train_context(data, weights_path, out, output, steps, decay_at, lr, crop, cr
 @click.option("--decay-at", type=int, default=10**9, help="Step from which lr is multiplied by 0.25.")
 @click.option("--warmup", type=int, default=0, show_default=True,
               help="Steps over which lr ramps up from 0 (use with --init).")
+@click.option("--init", default="", help="Start from this head's weights (.safetensors) unless resuming.")
 @click.option("--minutes", type=float, default=float("inf"), help="Stop (with a checkpoint) after this long.")
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
 @guarded
-def train_head(kind, data, out, crop, batch, lr, steps, decay_at, warmup, minutes, threads, resume):
+def train_head(kind, data, out, crop, batch, lr, steps, decay_at, warmup, init, minutes, threads, resume):
     """Train a head (restore: denoise + inpaint; vae: generator; defect: anomaly segmenter) on image folders."""
     from codec.training.heads import HeadTrainConfig, fit, heads
 
     cfg_cls, net_cls, loss = heads()[kind]
     tc = HeadTrainConfig(data=list(data), out=out, kind=kind, crop=crop, batch=batch, lr=lr, steps=steps,
-                         decay_at=decay_at, warmup=warmup, max_minutes=minutes, threads=threads)
+                         decay_at=decay_at, warmup=warmup, init=init, max_minutes=minutes, threads=threads)
     path = fit(net_cls(cfg_cls()), loss, tc, resume=resume, log=lambda msg: click.echo(msg, err=True))
     click.echo(f"checkpoint {path}")
 

@@ -37,12 +37,19 @@ def head_card(path: Path, md: dict) -> None:
     meta = net.meta
     n_params = sum(p.numel() for p in net.parameters())
     figures, what = HEAD_FIGURES[kind]
+    stages, m = [], meta
+    while m.get("before"):  # the trainings this one continued, oldest first
+        m = m["before"]
+        stages.insert(0, f"- earlier: {m.get('steps')} steps, {m.get('crop')}px crops, batch {m.get('batch')}, "
+                         f"Adam lr {m.get('lr')}, {m.get('train_hours')} h on {m.get('hardware') or 'unknown hardware'}")
     lines = [f"# {path.stem} (head: {kind})", "",
              f"- what: {what}",
              f"- config: `{md['config']}`, {n_params / 1e6:.2f} M parameters; file {path.stat().st_size / 1e6:.1f} MB (fp16)",
              f"- trained on: {', '.join(meta.get('train_data') or [])} (training split; Kodak never used), "
              f"random {meta.get('crop')}px crops, batch {meta.get('batch')}",
-             f"- steps: {meta.get('steps')}, Adam lr {meta.get('lr')}"
+             *stages,
+             f"- steps: {meta.get('steps')}" + (" more, from those weights" if stages else "")
+             + f", Adam lr {meta.get('lr')}"
              + (f" (x{meta['decay_factor']} from step {meta['decay_at']})"
                 if (meta.get("decay_at") or 10**9) < meta.get("steps", 0) else "")
              + f", wall time {meta.get('train_hours')} h "

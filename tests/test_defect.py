@@ -37,6 +37,44 @@ def test_masks_cover_a_plausible_share():
     assert 0 < float(stroke.mean()) < 0.05
 
 
+def test_strokes_are_thin_and_some_are_straight():
+    g = torch.Generator().manual_seed(5)
+    straight = 0
+    for _ in range(20):
+        m = defect.stroke_mask(96, g)
+        ys, xs = torch.nonzero(m, as_tuple=True)
+        pts = torch.stack([ys, xs], 1).float()
+        centred = pts - pts.mean(0)
+        # the smaller principal axis of a straight stroke is its width (<= 3 px)
+        small = torch.linalg.eigvalsh(centred.T @ centred / len(pts))[0].sqrt()
+        straight += bool(small < 1.0)
+    assert 3 <= straight <= 17
+
+
+def test_image_logit_is_the_score_in_logit_space():
+    from codec.heads.anomaly import image_score
+    logits = torch.randn(3, 1, 20, 20)
+    for b in range(3):
+        want = image_score(logits[b, 0].numpy(), "max", 2)
+        assert abs(float(defect.image_logit(logits)[b]) - want) < 1e-5
+
+
+def test_the_image_term_presses_on_a_false_alarm():
+    """On a clean crop, a lone high spot is diluted in the per-pixel loss; the
+    image term puts its whole gradient there, and nothing elsewhere."""
+    def grad(loss_of):
+        logits = torch.full((1, 1, 16, 16), -6.0)
+        logits[0, 0, 3:5, 3:5] = 4.0
+        logits.requires_grad_(True)
+        loss_of(logits).backward()
+        return logits.grad[0, 0]
+    img = grad(lambda lg: defect.IMAGE_WEIGHT * torch.nn.functional.binary_cross_entropy_with_logits(
+        defect.image_logit(lg), torch.zeros(1)))
+    pix = grad(lambda lg: defect.focal_loss(lg, torch.zeros_like(lg)))
+    assert img[3:5, 3:5].min() > 2 * pix[3:5, 3:5].max() > 0
+    assert img[8:, 8:].abs().max() == 0
+
+
 def test_features_and_the_defect_map(tiny_model, photo):
     from codec.pipeline import load_model
     net = load_model(tiny_model).net

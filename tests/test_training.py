@@ -197,6 +197,30 @@ def test_train_head_cli_then_export(folder, tmp_path):
     assert net.meta["steps"] == 2 and isinstance(net, vae.ImageVAE)
 
 
+def test_head_training_starts_from_weights_with_init(folder, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import main
+    from codec.heads import vae
+    from codec.heads.restore import RestoreConfig, RestoreNet
+    from codec.heads.store import save_head
+    from codec.training.heads import HeadTrainConfig, fit, restore_loss
+    torch.manual_seed(1)
+    start = RestoreNet(RestoreConfig((4, 8, 8, 8)))
+    save_head(start, tmp_path / "start.safetensors", "restore")
+    tc = HeadTrainConfig(data=[str(folder)], out=str(tmp_path / "run"), crop=32, batch=2, steps=0,
+                         init=str(tmp_path / "start.safetensors"))
+    got = checkpoint.load(fit(RestoreNet(RestoreConfig((4, 8, 8, 8))), restore_loss, tc, log=lambda *_: None))
+    for k, v in start.state_dict().items():
+        want = v.half().float() if v.is_floating_point() else v
+        assert torch.equal(got["model"][k], want), k
+    save_head(vae.ImageVAE(vae.VAEConfig()), tmp_path / "v.safetensors", "vae")
+    r = CliRunner().invoke(main, ["train-head", "restore", str(folder), "--out", str(tmp_path / "r2"),
+                                  "--steps", "1", "--init", str(tmp_path / "v.safetensors")])
+    assert r.exit_code != 0 and "not a weights file of this head" in r.output
+    assert "Traceback" not in r.output
+
+
 def test_export_reads_the_head_kind_from_the_checkpoint_when_the_run_did_not_record_it(folder, tmp_path):
     """A run started from the library (HeadTrainConfig without ``kind``) still exports."""
     from codec.heads import restore

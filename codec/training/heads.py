@@ -37,6 +37,7 @@ class HeadTrainConfig:
     decay_at: int = 10**9
     decay_factor: float = 0.25
     warmup: int = 0
+    init: str = ""                   # start from this head weights file (.safetensors) unless resuming
     max_minutes: float = float("inf")
     ckpt_every_s: float = 300.0
     threads: int = 1
@@ -66,6 +67,9 @@ def fit(net: torch.nn.Module, loss_fn, tc: HeadTrainConfig, resume: bool = True,
         torch.set_rng_state(st["torch_rng"])
         step = int(st["step"])
         log(f"resumed from {last} at step {step}")
+    elif tc.init:
+        init_from(net, tc.init, head_config)
+        log(f"starting from {tc.init}")
     (out / "config.json").write_text(json.dumps(asdict(tc), indent=2))
     train_paths, _ = split(list_images(tc.data))
     sampler = CropSampler([load_uint8(p) for p in train_paths], tc.crop, tc.min_scale)
@@ -113,6 +117,17 @@ def fit(net: torch.nn.Module, loss_fn, tc: HeadTrainConfig, resume: bool = True,
     return saved
 
 
+def init_from(net: torch.nn.Module, path, head_config: str) -> None:
+    """Load a head weights file into ``net``; its config must be ``net``'s."""
+    from safetensors.torch import load_file
+
+    from ..weights import file_metadata
+    md = file_metadata(Path(path))
+    if md.get("config") is None or json.loads(md["config"]) != json.loads(head_config):
+        raise ValueError(f"{path} is not a weights file of this head (config {md.get('config')})")
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()})
+
+
 def heads() -> dict:
     """kind -> (config class, network class, loss function)."""
     from ..heads.restore import RestoreConfig, RestoreNet
@@ -150,6 +165,9 @@ def export_head(ckpt_path, out_path, kind: str = "", hardware: str = "") -> dict
     meta = {"steps": int(st["step"]), "train_data": tc.get("data"), "crop": tc.get("crop"),
             "batch": tc.get("batch"), "lr": tc.get("lr"), "decay_at": tc.get("decay_at"),
             "decay_factor": tc.get("decay_factor"), "train_hours": wall_hours(ckpt_path.parent / "log.csv"),
-            "hardware": hardware, "checkpoint": ckpt_path.name}
+            "hardware": hardware, "checkpoint": ckpt_path.name, "init": tc.get("init") or None}
+    if meta["init"] and Path(meta["init"]).exists():  # the training it continued, for the model card
+        from ..weights import file_metadata
+        meta["before"] = json.loads(file_metadata(Path(meta["init"])).get("meta", "{}"))
     save_head(net.eval(), out_path, kind, meta)
     return meta
