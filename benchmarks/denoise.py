@@ -72,13 +72,15 @@ def main() -> None:
                     help="keep the classical denoisers' figures already in --out (ours is always rerun)")
     ap.add_argument("--no-compress", action="store_true", help="skip the denoise-and-compress figures")
     ap.add_argument("--auto-at", default="25", help="sigmas at which to also run ours with estimated sigma")
+    ap.add_argument("--ensemble-at", default="25",
+                    help="sigmas at which to also run ours as a self-ensemble of 8 (restore.run(ensemble=8))")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/denoise.json"))
     args = ap.parse_args()
     import torch
     torch.set_num_threads(1)
     paths = sorted(Path(args.kodak).glob("*.png"))[:args.images]
     net = restore.load(args.weights)
-    methods = ["noisy", "ours", "ours_auto"] + ([] if args.no_classical else ["nlm", "wavelet", "tv"])
+    methods = ["noisy", "ours", "ours_auto", "ours_x8"] + ([] if args.no_classical else ["nlm", "wavelet", "tv"])
     res = {"images": len(paths), "sigmas": {}, "weights_meta": getattr(net, "meta", {})}
     try:
         import bm3d  # noqa: F401
@@ -86,14 +88,15 @@ def main() -> None:
     except ImportError:
         have_bm3d = False
     old = json.loads(Path(args.out).read_text()) if args.reuse and Path(args.out).exists() else {}
-    ours = {"ours", "ours_auto"}
+    ours = {"ours", "ours_auto", "ours_x8"}
+    only_at = {"ours_auto": args.auto_at, "ours_x8": args.ensemble_at}
     for sigma in (float(s) for s in args.sigmas.split(",")):
         key = str(int(sigma))
         prev = old.get("sigmas", {}).get(key, {})
         reuse = {m for m in methods if m not in ours and "per_image" in prev.get(m, {})
                  and len(prev[m]["per_image"]) == len(paths)}
         run_methods = [m for m in methods
-                       if m != "ours_auto" or key in {str(int(float(a))) for a in args.auto_at.split(",") if a}]
+                       if m not in only_at or key in {str(int(float(a))) for a in only_at[m].split(",") if a}]
         scores = {m: list(prev[m]["per_image"]) if m in reuse else [] for m in run_methods}
         secs = {m: prev[m]["seconds_per_image"] * len(paths) if m in reuse else 0.0 for m in run_methods}
         bm3d_prev = prev.get("subset", {}).get("cbm3d_per_image")
@@ -114,6 +117,8 @@ def main() -> None:
                     s_hat = restore.estimate_sigma(noisy)
                     est.append(s_hat)
                     out = restore.run(net, noisy, np.ones(clean.shape[:2], bool), s_hat)
+                elif m == "ours_x8":
+                    out = restore.run(net, noisy, np.ones(clean.shape[:2], bool), sigma, ensemble=8)
                 else:
                     out = classical(m, noisy, sigma)
                 secs[m] += time.perf_counter() - t0

@@ -601,9 +601,11 @@ def _sigma(value):
 @click.option("--sigma", default="auto", show_default=True,
               help="Noise standard deviation on the 0-255 scale, or 'auto' to estimate it.")
 @click.option("--weights", help="Restoration weights (.safetensors) instead of the shipped ones.")
+@click.option("--ensemble", type=click.Choice(["1", "2", "4", "8"]), default="1", show_default=True,
+              help="Average this many turned and flipped copies (n times slower).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @guarded
-def denoise(inputs, out, sigma, weights, force):
+def denoise(inputs, out, sigma, weights, ensemble, force):
     """Remove noise with the denoising autoencoder."""
     sigma = _sigma(sigma)
     files, many = _expand(inputs, IMAGE_SUFFIXES)
@@ -613,7 +615,7 @@ def denoise(inputs, out, sigma, weights, force):
         from codec.heads.restore import denoise as run, estimate_sigma
         from codec import io as cio
         s = estimate_sigma(cio.load(src).rgb) if sigma == "auto" else sigma
-        _write_image(run(src, sigma=s, weights=weights).to_pil(), dst, force)
+        _write_image(run(src, sigma=s, weights=weights, ensemble=int(ensemble)).to_pil(), dst, force)
         return [f"{src} -> {dst}: sigma {s:.1f}" + (" (estimated)" if sigma == "auto" else "")], []
 
     _run_all(list(zip(files, outs)), work, many)

@@ -46,6 +46,24 @@ def test_tiled_run_equals_one_pass(tiny_restore, photo):
     assert whole.shape == photo.shape and np.abs(whole.astype(int) - tiled).max() <= 1
 
 
+def test_self_ensemble_averages_the_turned_copies(tiny_restore, photo):
+    net = restore.load(tiny_restore)
+    img = photo[:48, :40]                       # not square: turned copies are 40 x 48
+    known = np.ones(img.shape[:2], bool)
+    one = restore.run(net, img, known, 20.0)
+    assert np.array_equal(restore.run(net, img, known, 20.0, ensemble=1), one)
+    flipped = restore.run(net, np.ascontiguousarray(img[:, ::-1]), known, 20.0)[:, ::-1]
+    two = restore.run(net, img, known, 20.0, ensemble=2)
+    want = (one.astype(int) + flipped) / 2      # the mean of the two roundings is within 1 of it
+    assert two.shape == img.shape and np.abs(two - want).max() <= 1 and not np.array_equal(two, one)
+    # eight copies are the whole symmetry group: turning the input turns the output
+    eight = restore.run(net, img, known, 20.0, ensemble=8)
+    turned = restore.run(net, np.ascontiguousarray(np.rot90(img)), known.T, 20.0, ensemble=8)
+    assert np.abs(np.rot90(eight).astype(int) - turned).max() <= 1
+    with pytest.raises(ValueError, match="ensemble must be"):
+        restore.run(net, img, known, 20.0, ensemble=3)
+
+
 def test_inpaint_changes_only_the_hole(tiny_restore, photo):
     mask = np.zeros(photo.shape[:2], np.uint8)
     mask[20:40, 30:50] = 255
@@ -73,6 +91,12 @@ def test_denoise_and_inpaint_cli(tiny_restore, photo_png, tmp_path):
     assert Image.open(out).size == Image.open(photo_png).size
     r = CliRunner().invoke(main, ["denoise", str(photo_png), "-o", str(out), "--weights", str(tiny_restore)])
     assert r.exit_code == 1 and "already exists" in r.stderr
+    out2 = tmp_path / "clean2.png"
+    r = CliRunner().invoke(main, ["denoise", str(photo_png), "-o", str(out2), "--sigma", "20", "--ensemble", "2",
+                                  "--weights", str(tiny_restore)])
+    assert r.exit_code == 0 and Image.open(out2).size == Image.open(out).size
+    r = CliRunner().invoke(main, ["denoise", str(photo_png), "--ensemble", "3"])
+    assert r.exit_code == 2 and "--ensemble" in r.output
     r = CliRunner().invoke(main, ["denoise", str(photo_png), "--sigma", "loud"])
     assert r.exit_code == 2 and "noise level" in r.output
     mask = tmp_path / "mask.png"
