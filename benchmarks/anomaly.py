@@ -86,10 +86,8 @@ def kodak_benchmark(kodak: Path, quality: float, window: int, quick: bool, defec
     map_kinds = anomaly.MAP_KINDS + (anomaly.HEAD_KINDS if defect_head is not None else ())
     kinds = [(k, a) for k in map_kinds for a in anomaly.AGGREGATES]
 
-    defect_window = int(defect_head.meta.get("window", window)) if defect_head is not None else window
-
-    def win(mk):  # the codec's maps: --window; the defect head: the window chosen with it
-        return defect_window if mk in anomaly.HEAD_KINDS else window
+    def win(mk, agg="max"):  # the codec's maps: --window; the defect head: the ones chosen on validation
+        return anomaly.head_window(defect_head.meta, agg) if mk in anomaly.HEAD_KINDS else window
 
     def all_maps(img):
         return anomaly.maps(img, quality=quality, defect_head=defect_head)
@@ -102,11 +100,13 @@ def kodak_benchmark(kodak: Path, quality: float, window: int, quick: bool, defec
     anomaly_maps = [all_maps(im) for _, im, _ in anomalies]
     secs = time.perf_counter() - t0
     res = {"normals": len(normals), "anomalies": len(anomalies), "quality": quality, "window": window,
-           "defect_window": defect_window if defect_head is not None else None,
+           "defect_scoring": ({"aggregate": defect_head.meta.get("aggregate", "max"),
+                               "window": anomaly.head_window(defect_head.meta, defect_head.meta.get("aggregate", "max"))}
+                              if defect_head is not None else None),
            "seconds_per_image": secs / (len(normals) + len(anomalies)), "image_auroc": {}, "pixel_auroc": {}}
     for mk, agg in kinds:
-        sn = [anomaly.image_score(m[mk], agg, win(mk)) for m in normal_maps]
-        sa = [anomaly.image_score(m[mk], agg, win(mk)) for m in anomaly_maps]
+        sn = [anomaly.image_score(m[mk], agg, win(mk, agg)) for m in normal_maps]
+        sa = [anomaly.image_score(m[mk], agg, win(mk, agg)) for m in anomaly_maps]
         row = {"all": roc_auc_score([0] * len(sn) + [1] * len(sa), sn + sa)}
         for kind in DEFECTS:
             s_k = [s for s, (k, _, _) in zip(sa, anomalies) if k == kind]
@@ -178,7 +178,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/anomaly.json"))
     ap.add_argument("--defect-weights", default=None,
                     help="defect segmenter weights (default: the shipped codec/weights/defect.safetensors, if any)")
-    ap.add_argument("--no-digits", action="store_true", help="skip the one-class digits part")
+    ap.add_argument("--no-digits", action="store_true",
+                    help="skip the one-class digits part (its figures in --out, if any, are kept)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     from codec.heads import defect
@@ -188,6 +189,10 @@ def main() -> None:
     res = {"kodak_defects": kodak_benchmark(Path(args.kodak), args.quality, args.window, args.quick, head)}
     if not args.no_digits:
         res["digits_one_class"] = digits_one_class(300 if args.quick else 2000)
+    elif Path(args.out).exists():  # keep the digits figures of the last run, marked as such
+        old = json.loads(Path(args.out).read_text()).get("digits_one_class")
+        if old:
+            res["digits_one_class"] = dict(old, kept_from_an_earlier_run=True)
     k = res["kodak_defects"]
     print(f"Kodak defects: {k['normals']} normal, {k['anomalies']} defective crops, quality {args.quality}")
     print(f"{'score':<16}" + "".join(f"{c:>9}" for c in ("all",) + DEFECTS))

@@ -701,10 +701,11 @@ def anomaly():
 @click.option("--kind", type=click.Choice(["rd", "rate", "error", "defect"]), default="rd", show_default=True,
               help="rate: bits the codec needs; error: reconstruction error; rd: rate + lambda*error; "
                    "defect: the learned defect segmenter on the codec's view (codec/heads/defect.py).")
-@click.option("--aggregate", type=click.Choice(["max", "relative"]), default="max", show_default=True,
-              help="Image score: the largest local mean, or relative to the image's median.")
+@click.option("--aggregate", type=click.Choice(["max", "relative", "line"]), default=None,
+              help="Image score: the largest local mean, that relative to the image's median, or the largest "
+                   "mean along a line [default: max; the defect head's own for --kind defect].")
 @click.option("--window", type=int, default=None,
-              help="Local window in pixels [default: 32; the defect head's own for --kind defect].")
+              help="Local window (line: length) in pixels [default: 32; the defect head's own for --kind defect].")
 @click.option("-q", "--quality", type=float, default=4.0, show_default=True)
 @click.option("--fpr", type=float, default=0.05, show_default=True, help="False-positive rate of the flag.")
 @click.option("--model", help="Model id or .safetensors file (a hyperprior model).")

@@ -1,11 +1,12 @@
-"""Choose the defect head's image-score window on validation crops and store it.
+"""Choose the defect head's image score (aggregate and window) on validation crops and store it.
 
     python scripts/defect_window.py codec/weights/defect.safetensors [--data DIR]
 
 Synthetic defects (codec/heads/defect.py: synthesize) on crops of the
 validation split of the training folders, never Kodak or the benchmark's
-defects; the window with the best image-level AUROC goes into the file's
-metadata ("window"), which ``aecodec anomaly`` and benchmarks/anomaly.py read.
+defects; the aggregate and window with the best image-level AUROC go into
+the file's metadata ("aggregate", "window", and the table as "score_auroc"),
+which ``aecodec anomaly`` and benchmarks/anomaly.py read.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     head = load_head(args.weights, defect.NAME, defect.DefectConfig, defect.DefectNet)
-    best, table = defect.choose_window(head, args.data)
-    meta = dict(head.meta, window=best, window_auroc={str(k): round(v, 4) for k, v in table.items()})
+    (agg, win), table = defect.choose_scoring(head, args.data)
+    meta = {k: v for k, v in head.meta.items() if k != "window_auroc"}
+    meta.update(aggregate=agg, window=win, score_auroc={k: round(v, 4) for k, v in table.items()})
     save_head(head, args.weights, defect.NAME, meta)
-    print(f"window {best} (validation image AUROC by window: "
+    print(f"image score {agg} over {win} px (validation image AUROC: "
           + ", ".join(f"{k}: {v:.3f}" for k, v in table.items()) + f") -> {args.weights}")
 
 

@@ -28,6 +28,16 @@ HEAD_FIGURES = {
 }
 
 
+def image_score_line(meta: dict) -> str:
+    """The defect head's image score and the validation table it was chosen from."""
+    agg, win = meta.get("aggregate", "max"), meta["window"]
+    what = (f"the largest mean of the defect probability along a straight line of {win} px (16 angles)"
+            if agg == "line" else f"the largest mean of the defect probability over {win}x{win} px windows")
+    table = meta.get("score_auroc") or {f"max-{k}": v for k, v in meta.get("window_auroc", {}).items()}
+    return (f"- image score: {what}, chosen on synthetic defects of validation crops (`scripts/defect_window.py`; "
+            "image-level AUROC by aggregate-window: " + ", ".join(f"{k}: {v:.3f}" for k, v in table.items()) + ")")
+
+
 def head_card(path: Path, md: dict) -> None:
     from codec.heads.store import load_head
     from codec.training.heads import heads
@@ -55,10 +65,7 @@ def head_card(path: Path, md: dict) -> None:
              + f", wall time {meta.get('train_hours')} h "
              f"on {meta.get('hardware') or 'unknown hardware'}",
              f"- how: `aecodec train-head {kind}` (codec/training/heads.py)",
-             *([f"- image score: the largest mean of the defect probability over {meta['window']}x{meta['window']} px "
-                f"windows, the window chosen on synthetic defects of validation crops (`scripts/defect_window.py`; "
-                f"image-level AUROC by window: " + ", ".join(f"{k}: {v:.3f}" for k, v in meta['window_auroc'].items())
-                + ")"] if "window" in meta else []),
+             *([image_score_line(meta)] if "window" in meta else []),
              f"- measured: {figures} (see the README)", ""]
     out = path.with_suffix(".md")
     out.write_text("\n".join(lines) + "\n")

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -42,6 +43,31 @@ def test_relative_score_is_zero_for_a_uniform_map():
     assert anomaly.image_score(m, "relative") > 0.5
 
 
+def test_line_score_finds_a_thin_line_that_windows_dilute():
+    ks = anomaly.line_kernels(33)
+    assert ks.shape == (anomaly.LINE_ANGLES, 1, 33, 33)
+    assert torch.allclose(ks.sum((1, 2, 3)), torch.ones(anomaly.LINE_ANGLES, dtype=torch.float64))
+    assert ks[0, 0, 16].sum() == pytest.approx(1.0)          # angle 0: the middle row
+    m = np.zeros((128, 128))
+    for i in range(100):                                      # a 2-px line at about 30 degrees
+        m[10 + int(i * 0.58):12 + int(i * 0.58), 10 + i] = 1.0
+    spot = np.zeros((128, 128))
+    spot[60:64, 60:64] = 1.0                                  # a small blob
+    assert anomaly.image_score(m, "line", 33) > 0.7 > 0.2 > anomaly.image_score(m, "max", 16)
+    # a spot fills a small window, not a line; a line fills the line more than any spot
+    assert anomaly.image_score(spot, "max", 2) == 1.0 and anomaly.image_score(spot, "line", 33) < 0.2
+    assert anomaly.image_score(np.ones((20, 20)), "line", 65) == pytest.approx(1.0)   # shortened to fit
+
+
+def test_a_heads_window_follows_its_chosen_aggregate():
+    meta = {"aggregate": "line", "window": 65, "score_auroc": {"max-2": 0.9, "max-8": 0.92, "line-65": 0.95}}
+    assert anomaly.head_window(meta, "line") == 65 and anomaly.head_window(meta, "max") == 8
+    assert anomaly.head_window(meta, "relative") == 32
+    assert anomaly.head_window({"window": 2}, "max") == 2     # files from before the aggregate was chosen
+    with pytest.raises(ValueError, match="aggregate must be"):
+        anomaly.score(np.zeros((8, 8, 3), np.uint8), "rd", aggregate="median")
+
+
 def test_fit_then_score_cli(tiny_model, photo, tmp_path):
     normal = tmp_path / "normal"
     normal.mkdir()
@@ -62,5 +88,10 @@ def test_fit_then_score_cli(tiny_model, photo, tmp_path):
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert rows[1]["percentile"] > 0 and 0 <= rows[0]["percentile"] <= 100
     assert (tmp_path / "maps" / "bad.anomaly.png").exists()
+    r = CliRunner().invoke(main, ["anomaly", "fit", str(normal), "-o", str(tmp_path / "line.json"), "--model",
+                                  str(tiny_model), "--kind", "error", "--aggregate", "line", "--window", "17"])
+    assert r.exit_code == 0, r.output
+    d = json.loads((tmp_path / "line.json").read_text())
+    assert d["aggregate"] == "line" and d["window"] == 17 and d["kind"] == "error"
     r = CliRunner().invoke(main, ["anomaly", "score", str(normal / "0.png"), "--detector", str(normal / "0.png")])
     assert r.exit_code == 1 and "cannot read detector" in r.stderr

@@ -15,7 +15,10 @@ needs, so the image score compares each region with the rest of the same
 image: the map is averaged over ``window`` x ``window`` windows and the
 score is the largest log(local / median local), in nats (softened where
 the image needs almost nothing, see ``SOFT``). (Score kinds
-``*-max`` use the largest local mean instead, with no normalisation.)
+``*-max`` use the largest local mean instead, with no normalisation, and
+``*-line`` the largest mean along a straight line of ``window`` pixels at
+any of 16 angles: a thin defect, a scratch, fills a line but only a sliver
+of any square window.)
 
 A detector (:func:`fit`) records the scores of normal images; a new image's
 percentile among them, and a threshold at a chosen false-positive rate, turn
@@ -24,7 +27,9 @@ the score into a flag.
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +39,9 @@ import torch.nn.functional as F
 MAP_KINDS = ("rate", "error", "rd")
 #: map kinds that need a trained head besides the codec (heads/defect.py)
 HEAD_KINDS = ("defect",)
-AGGREGATES = ("relative", "max")
+AGGREGATES = ("relative", "max", "line")
+#: angles of the ``line`` aggregate's lines, evenly spread over 180 degrees
+LINE_ANGLES = 16
 #: softens the relative score where the map is near zero (flat regions):
 #: the ratio is taken of (local + SOFT * mean) to (median + SOFT * mean)
 SOFT = 0.25
@@ -92,7 +99,37 @@ def local_mean(m: np.ndarray, window: int) -> np.ndarray:
     return F.avg_pool2d(t, win, stride=max(1, win // 2))[0, 0].numpy()
 
 
+@functools.lru_cache(maxsize=8)
+def line_kernels(length: int, angles: int = LINE_ANGLES) -> torch.Tensor:
+    """(angles, 1, length, length) float64: each a straight line of
+    ``length`` pixels through the centre (bilinear weights, summing to 1)."""
+    ks = torch.zeros(angles, 1, length, length, dtype=torch.float64)
+    c = (length - 1) / 2
+    t = torch.linspace(-c, c, 4 * length, dtype=torch.float64)
+    for i in range(angles):
+        a = math.pi * i / angles
+        ys, xs = c + t * math.sin(a), c + t * math.cos(a)
+        y0, x0 = ys.floor().long(), xs.floor().long()
+        fy, fx = ys - y0, xs - x0
+        for dy, wy in ((0, 1 - fy), (1, fy)):
+            for dx, wx in ((0, 1 - fx), (1, fx)):
+                yy, xx = (y0 + dy).clamp(0, length - 1), (x0 + dx).clamp(0, length - 1)
+                ks[i, 0].index_put_((yy, xx), wy * wx, accumulate=True)
+        ks[i] /= ks[i].sum()
+    return ks
+
+
+def line_mean(m: np.ndarray, length: int) -> float:
+    """The largest mean of ``m`` along a straight line of ``length`` pixels
+    (at :data:`LINE_ANGLES` angles, inside the map; shortened to fit)."""
+    length = max(1, min(length, *m.shape))
+    t = torch.from_numpy(np.ascontiguousarray(m))[None, None].double()
+    return float(F.conv2d(t, line_kernels(length)).max())
+
+
 def image_score(m: np.ndarray, aggregate: str = "relative", window: int = 32) -> float:
+    if aggregate == "line":
+        return line_mean(m, window)
     loc = local_mean(m, window)
     if aggregate == "max":
         return float(loc.max())
@@ -113,27 +150,45 @@ def relative_map(m: np.ndarray, window: int = 32) -> np.ndarray:
     return np.maximum(0, np.log((loc + c) / (float(np.median(loc)) + c))).astype(np.float32)
 
 
-def default_window(kind: str) -> int:
-    """32 pixels for the codec's maps; the defect head's own (chosen on
-    validation crops when it was exported, heads/defect.py) for "defect"."""
-    if kind in HEAD_KINDS:
-        from . import defect
-        return int(defect.load().meta.get("window", 32))
-    return 32
+def head_window(meta: dict, aggregate: str) -> int:
+    """A trained head's window (or line length) for ``aggregate``: the one
+    chosen with it if that was ``aggregate``, else the best for
+    ``aggregate`` in its validation table (meta "score_auroc"), else 32."""
+    if aggregate == meta.get("aggregate", "max") and "window" in meta:
+        return int(meta["window"])
+    table = {k: v for k, v in (meta.get("score_auroc") or {}).items() if k.startswith(aggregate + "-")}
+    return int(max(table, key=table.get).split("-")[1]) if table else 32
 
 
-def score(image, kind: str = "rd", aggregate: str = "max", window: int | None = None, model=None,
+def default_scoring(kind: str, aggregate: str | None = None) -> tuple[str, int]:
+    """-> (aggregate, window) for a score kind: "max" over 32-pixel windows
+    for the codec's maps; for "defect", the aggregate and window chosen on
+    validation crops when the head was exported (heads/defect.py), or with
+    ``aggregate`` given, :func:`head_window`."""
+    if kind not in HEAD_KINDS:
+        return aggregate or "max", 32
+    from . import defect
+    meta = defect.load().meta
+    aggregate = aggregate or meta.get("aggregate", "max")
+    return aggregate, head_window(meta, aggregate)
+
+
+def score(image, kind: str = "rd", aggregate: str | None = None, window: int | None = None, model=None,
           quality: float = 4, max_pixels=None) -> tuple[float, np.ndarray]:
-    """-> (image score, per-pixel heat map) for one image (``window`` None: :func:`default_window`)."""
-    window = window or default_window(kind)
+    """-> (image score, per-pixel heat map) for one image (``aggregate`` or
+    ``window`` None: :func:`default_scoring`)."""
     if kind not in MAP_KINDS + HEAD_KINDS:
         raise ValueError(f"score kind must be one of {', '.join(MAP_KINDS + HEAD_KINDS)}")
+    if aggregate is not None and aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {AGGREGATES}")
+    aggregate, default = default_scoring(kind, aggregate)
+    window = window or default
     m = maps(image, model, quality, max_pixels, "shipped" if kind in HEAD_KINDS else None)[kind]
     heat = relative_map(m, window) if aggregate == "relative" else m
     return image_score(m, aggregate, window), heat
 
 
-def fit(images, out_path=None, kind: str = "rd", aggregate: str = "max", window: int | None = None,
+def fit(images, out_path=None, kind: str = "rd", aggregate: str | None = None, window: int | None = None,
         model=None, quality: float = 4, fpr: float = 0.05) -> dict:
     """Score normal images and record their distribution -> detector dict
     (written as JSON to ``out_path`` if given)."""
@@ -141,7 +196,9 @@ def fit(images, out_path=None, kind: str = "rd", aggregate: str = "max", window:
     if not 0 < fpr < 1:
         raise ValueError("false-positive rate must be between 0 and 1")
     lm = load_model(model)
-    window = window or default_window(kind)
+    if kind in MAP_KINDS + HEAD_KINDS:
+        aggregate, default = default_scoring(kind, aggregate)
+        window = window or default
     scores = sorted(score(p, kind, aggregate, window, lm, quality)[0] for p in images)
     if len(scores) < 2:
         raise ValueError("fit needs at least 2 normal images")

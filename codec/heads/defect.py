@@ -26,8 +26,10 @@ the segmenter carries over to other shapes and strengths, not to defect
 families it never saw.
 
 Focal loss (Lin et al. 2017) against the defect mask, plus a cross-entropy
-on the image score (:func:`image_logit`); the image score is the largest
-mean probability over ``window`` x ``window`` windows.
+on the largest 2x2 mean logit (:func:`image_logit`). The image score is the
+largest mean probability over a square window or along a straight line
+(heads/anomaly.py), whichever :func:`choose_scoring` finds best on
+validation crops.
 """
 
 from __future__ import annotations
@@ -214,13 +216,17 @@ def load(path=None) -> DefectNet:
     return shipped(NAME, NAME, DefectConfig, DefectNet, path)
 
 
+#: image scores tried on validation crops: (aggregate, window or line length)
+SCORINGS = tuple(("max", w) for w in (2, 4, 8, 16, 32)) + tuple(("line", n) for n in (17, 33, 65, 129))
+
+
 @torch.no_grad()
-def choose_window(head: DefectNet, folders, windows=(2, 4, 8, 16, 32), crops: int = 96, crop: int = 256,
-                  seed: int = 0, codec=None) -> tuple[int, dict]:
-    """The image score's window, chosen on synthetic defects of the
-    validation split of the training folders (never the benchmark's images
-    or defects): image-level AUROC of clean against defective crops for each
-    window -> (best window, {window: AUROC})."""
+def choose_scoring(head: DefectNet, folders, scorings=SCORINGS, crops: int = 96, crop: int = 256,
+                   seed: int = 0, codec=None) -> tuple[tuple[str, int], dict]:
+    """The image score (aggregate and window, anomaly.image_score), chosen
+    on synthetic defects of the validation split of the training folders
+    (never the benchmark's images or defects): image-level AUROC of clean
+    against defective crops for each -> ((aggregate, window), {"agg-window": AUROC})."""
     from sklearn.metrics import roc_auc_score
 
     from ..training.data import CropSampler, list_images, load_uint8, split
@@ -235,5 +241,6 @@ def choose_window(head: DefectNet, folders, windows=(2, 4, 8, 16, 32), crops: in
         for i in range(0, crops, 8):
             maps += list(torch.sigmoid(head(features(x[i:i + 8], codec, head.cfg.quality)))[:, 0].numpy())
     labels = [0] * crops + [1] * crops
-    table = {w: float(roc_auc_score(labels, [image_score(m, "max", w) for m in maps])) for w in windows}
-    return max(table, key=table.get), table
+    table = {f"{a}-{w}": float(roc_auc_score(labels, [image_score(m, a, w) for m in maps])) for a, w in scorings}
+    best = max(table, key=table.get)
+    return (best.split("-")[0], int(best.split("-")[1])), table
