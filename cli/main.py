@@ -463,7 +463,7 @@ def export(checkpoint, out, model_id, hardware, force):
 
 
 @main.command("train-context")
-@click.argument("data", nargs=-1, required=True)
+@click.argument("data", nargs=-1)
 @click.option("--weights", "weights_path", required=True, help="A scalar (hyperprior) model's .safetensors file.")
 @click.option("--out", "out", required=True, help="Run folder (latent bank, ckpt.pt, log.csv).")
 @click.option("-o", "--output", default=None, help="Write the weights file with the context model installed.")
@@ -476,14 +476,21 @@ def export(checkpoint, out, model_id, hardware, force):
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from --out's checkpoint.")
 @click.option("--install-only", is_flag=True, help="Skip training: install --out's checkpoint into -o.")
+@click.option("--pack", default="", help="Train on a crop pack (aecodec pack) instead of DATA folders.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--batch", type=int, default=16, show_default=True)
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing -o file.")
 @guarded
 def train_context(data, weights_path, out, output, steps, decay_at, lr, crop, crops_per_image, minutes, threads,
-                  resume, install_only, force):
+                  resume, install_only, pack, device, batch, force):
     """Train a scalar model's context model on the rate alone (transforms fixed) and install it."""
     import torch
 
     from codec.training.context import run
+    if not data and not pack:
+        raise click.UsageError("give training folders (DATA) or --pack")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise Failure("--device cuda: no CUDA device here")
     if output and Path(output).exists() and not force and Path(output).resolve() != Path(weights_path).resolve():
         raise Failure(f"{output} already exists; pass -f/--force to overwrite it")
     if install_only and not (Path(out) / "ckpt.pt").exists():
@@ -491,7 +498,8 @@ def train_context(data, weights_path, out, output, steps, decay_at, lr, crop, cr
     torch.set_num_threads(threads)
     decay = tuple(int(s) for s in decay_at.split(",")) if decay_at else None
     report = run(weights_path, data, out, steps, decay, lr, minutes, resume, output, install_only,
-                 log=lambda msg: click.echo(msg, err=True), crop=crop, crops_per_image=crops_per_image)
+                 log=lambda msg: click.echo(msg, err=True), crop=crop, crops_per_image=crops_per_image,
+                 pack=pack, device=device, batch=batch)
     click.echo(json.dumps(report))
 
 

@@ -43,12 +43,12 @@ LOG0 = math.log(SCALES_MIN)
 STEP = (math.log(SCALES_MAX) - LOG0) / (LEVELS - 1)
 
 
-def pass_map(M: int, h: int, w: int) -> torch.Tensor:
+def pass_map(M: int, h: int, w: int, device=None) -> torch.Tensor:
     """(M, h, w) long: the pass (0..PASSES-1) that codes each element of y."""
-    i = torch.arange(h)[:, None]
-    j = torch.arange(w)[None, :]
+    i = torch.arange(h, device=device)[:, None]
+    j = torch.arange(w, device=device)[None, :]
     rest = ((i + j) % 2).expand(M, h, w)
-    sl = (torch.arange(M) * SLICES // M)[:, None, None]
+    sl = (torch.arange(M, device=device) * SLICES // M)[:, None, None]
     return 2 * sl + rest
 
 

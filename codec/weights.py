@@ -70,6 +70,16 @@ def base_tensors(tensors: dict) -> dict:
     return {k: v for k, v in tensors.items() if not k.startswith(CONTEXT_PREFIX)}
 
 
+#: tensors built from a trained model rather than trained with it (the
+#: context model, trained on its own; the integer h_s, calibrated): stale
+#: once the transforms train on, so training from a weights file drops them
+DERIVED_PREFIXES = (CONTEXT_PREFIX, "latent.hs_int.")
+
+
+def trainable_state(state: dict) -> dict:
+    return {k: v for k, v in state.items() if not k.startswith(DERIVED_PREFIXES)}
+
+
 def save(model: torch.nn.Module, path, model_id: str, meta: dict | None = None) -> Path:
     """Write ``model`` (coding tables rebuilt first) to ``path``."""
     path = Path(path)

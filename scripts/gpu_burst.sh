@@ -6,8 +6,18 @@
 # (lr:minutes, each resuming the last), then write to $OUT: weights.safetensors
 # (fp16), compact/ (resumable, files < 16 MiB), log.csv, train_speed.json.
 # Every phase runs under its own timeout and a failed phase still leaves the
-# newest checkpoint to export. Test it here first:
-#   DEVICE=cpu PHASES="2e-4:0.1 1e-5:0.1" BATCH=2 CROP=128 OUT=/tmp/b bash scripts/gpu_burst.sh
+# newest checkpoint to export. With CONTEXT_MINUTES, the context model
+# (codec/context.py) is then trained for the new weights on the same pack
+# (rate only, transforms fixed; CONTEXT_STEPS: set it to what fits, the lr
+# decays at 70 % and 90 % of it; CONTEXT_BATCH; CONTEXT_CROPS per image) and its
+# checkpoint (12.7 MB) written to $OUT/context/; back here, install it after
+# the integer h_s (the install remakes the bank from the same pack, 42 s):
+#   python scripts/integerize.py W
+#   aecodec train-context --pack carry/pack.safetensors --crops-per-image C --weights W \
+#     --out OUT/context --install-only -o W -f
+# Test it here first:
+#   DEVICE=cpu PHASES="2e-4:0.1 1e-5:0.1" BATCH=2 CROP=128 CONTEXT_MINUTES=0.1 CONTEXT_STEPS=4 \
+#     CONTEXT_CROPS=1 CONTEXT_BATCH=2 OUT=/tmp/b bash scripts/gpu_burst.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-cuda}
@@ -62,4 +72,14 @@ cp "$RUN/log.csv" "$OUT/"
 $PY -m cli.main export "$ckpt" -o "$OUT/weights.safetensors" --id hyperprior-vr \
   --hardware "${HARDWARE:-GPU burst on $DEVICE}" -f
 $PY -c "from codec.training import checkpoint, compact; compact.save_compact(checkpoint.load('$ckpt'), '$OUT/compact')"
+if [ -n "${CONTEXT_MINUTES:-}" ]; then
+  echo "context model for the new weights, ${CONTEXT_MINUTES} min"
+  limit=$($PY -c "print(int(${CONTEXT_MINUTES} * 60 + 240))")
+  timeout "$limit" $PY -m cli.main train-context --pack carry/pack.safetensors --weights "$OUT/weights.safetensors" \
+    --out "$RUN/context" --device "$DEVICE" --steps "${CONTEXT_STEPS:-20000}" --batch "${CONTEXT_BATCH:-64}" \
+    --crops-per-image "${CONTEXT_CROPS:-8}" \
+    --minutes "$CONTEXT_MINUTES" || echo "context phase failed"
+  mkdir -p "$OUT/context"
+  cp "$RUN/context/ckpt.pt" "$RUN/context/log.csv" "$OUT/context/" 2>/dev/null || echo "no context checkpoint"
+fi
 ls -la "$OUT" "$OUT/compact"

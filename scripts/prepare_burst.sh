@@ -4,7 +4,8 @@
 #   carry/pack.safetensors   the training split as uint8 images (+ validation crops)
 #   carry/init.safetensors   fp16 weights of the newest checkpoint of RUN (if any: a
 #                            full one, else RUN/compact/, an earlier burst's brought
-#                            back through $OUT); the burst starts Adam afresh, warmed up
+#                            back through $OUT; with neither, the shipped default
+#                            weights); the burst starts Adam afresh, warmed up
 #   carry/compact/           with RESUME=1 instead: RUN/compact/ itself, resumed with
 #                            its Adam moments (26 MB more to carry: see the size check)
 # Usage: [RESUME=1] scripts/prepare_burst.sh [RUN_DIR]
@@ -25,6 +26,9 @@ if [ -n "${RESUME:-}" ] && [ "$ckpt" = "$RUN/compact" ]; then
   cp -r "$RUN/compact" carry/compact
 elif [ -n "$ckpt" ]; then
   .venv/bin/aecodec export "$ckpt" -o carry/init.safetensors --id burst-init -f
+else  # no run here (a fresh machine): fine-tune the shipped weights (training drops their
+  # context model and integer h_s, which are rebuilt after the burst)
+  cp codec/weights/hyperprior-vr.safetensors carry/init.safetensors
 fi
 du -sh carry carry/*
 # The device call sends the working tree (tracked files too) plus carry/: at most 64 MiB.

@@ -295,3 +295,29 @@ def test_train_context_cli_trains_and_installs(tiny_model, tmp_path, image_folde
     assert lm.base_hash == weights.load(tiny_model).weights_hash and lm.meta["context"]["steps"] == 3
     r = CliRunner().invoke(main, args)                         # -o exists: refused without --force
     assert r.exit_code == 1 and "already exists" in r.output
+
+
+def test_train_context_from_a_pack(tiny_model, tmp_path):
+    """A GPU burst trains the context model on the crop pack it carries (here on the CPU)."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from cli.main import main
+    from codec.training.pack import make_pack
+    rng = np.random.default_rng(1)
+    data = tmp_path / "big"
+    data.mkdir()
+    for i in range(21):                                       # the split holds every 20th image out
+        Image.fromarray(rng.integers(0, 256, (200, 208, 3), dtype=np.uint8)).save(data / f"{i:02d}.png")
+    pack = make_pack([str(data)], tmp_path / "pack.safetensors")
+    out, w = tmp_path / "run", tmp_path / "w.safetensors"
+    r = CliRunner().invoke(main, ["train-context", "--pack", str(pack), "--weights", str(tiny_model), "--out",
+                                  str(out), "-o", str(w), "--steps", "2", "--crop", "64", "--crops-per-image", "1",
+                                  "--batch", "2"])
+    assert r.exit_code == 0, r.output
+    bank = torch.load(out / "bank.pt", weights_only=True)
+    assert len(bank["train"]) >= 20 and len(bank["val"]) >= 1 and "pack pack.safetensors" in bank["key"]
+    lm = weights.load(w)
+    assert lm.net.context.int.ready and lm.meta["context"]["steps"] == 2 and "CPU" in lm.meta["context"]["hardware"]
+    r = CliRunner().invoke(main, ["train-context", "--weights", str(tiny_model), "--out", str(out)])
+    assert r.exit_code == 2 and "--pack" in r.output

@@ -263,3 +263,19 @@ def test_freeze_refuses_unknown_names(folder, tmp_path):
     from dataclasses import replace
     with pytest.raises(ValueError, match="no parameters named nope"):
         train(replace(cfg(folder, tmp_path / "u", 1), freeze=("nope",)), log=lambda *_: None)
+
+
+def test_training_from_weights_drops_what_is_built_from_them(folder, tmp_path, context_model):
+    """--init from a shipped-style file: its context model and integer h_s
+    belong to the old transforms, so the run trains without them."""
+    from safetensors.torch import load_file
+
+    from codec import weights
+    tensors = load_file(str(context_model))
+    assert any(k.startswith("context.") for k in tensors)
+    tc = cfg(folder, tmp_path / "run", 1)
+    tc.init = str(context_model)
+    st = checkpoint.load(train(tc))
+    assert not any(k.startswith(weights.DERIVED_PREFIXES) for k in st["model"])
+    kept = weights.trainable_state(tensors)
+    assert kept and all(k in st["model"] for k in kept)

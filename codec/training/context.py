@@ -15,7 +15,9 @@ only corrects the hyperprior's parameters learns the wrong thing from it).
 Each crop's bits are divided by what the hyperprior alone would spend on
 the same elements, so every quality counts alike. Adam, checkpoints every
 few minutes (weights_only loadable), resumable; validation on the held-out
-split (never Kodak). ``install`` builds the integer network and writes a
+split (never Kodak). ``device`` "cuda" runs the bank, the steps and the
+validation on the GPU (scripts/gpu_burst.sh); the integer layers are built
+on the CPU. ``install`` builds the integer network and writes a
 weights file: the input file's tensors unchanged plus the context model's.
 """
 
@@ -53,16 +55,19 @@ class ContextConfig:
     seed: int = 0
     checkpoint_s: float = 180.0
     validate_every: int = 1000
+    device: str = "cpu"
+    pack: str = ""                   # a crop pack (training/pack.py) instead of the image folders
 
 
 @torch.no_grad()
-def latent_bank(net, paths, crop: int, per_image: int, seed: int, batch: int = 8) -> torch.Tensor:
-    """g_a (before the gains) of ``per_image`` random crops of each image -> fp16 (n, M, h, w)."""
-    sampler = CropSampler([load_uint8(p) for p in paths], crop)
+def latent_bank(net, sampler: CropSampler, count: int, seed: int, batch: int = 8) -> torch.Tensor:
+    """g_a (before the gains) of ``count`` random crops of ``sampler``'s
+    images -> fp16 (n, M, h, w), on the CPU (g_a runs where ``net`` is)."""
     gen = torch.Generator().manual_seed(seed)
+    dev = next(net.parameters()).device
     out = []
-    for _ in range(-(-len(paths) * per_image // batch)):
-        out.append(net.g_a(sampler.sample(batch, gen)).half())
+    for _ in range(-(-count // batch)):
+        out.append(net.g_a(sampler.sample(batch, gen).to(dev)).half().cpu())
     return torch.cat(out)
 
 
@@ -108,7 +113,7 @@ def hyper_view(net, f, q):
     """:func:`hyper` plus the pass map and y_hat under the hyperprior's
     means (what the passes before a pass decoded; the others are masked)."""
     y, means, t = hyper(net, f, q)
-    return y, means, t, pass_map(y.shape[1], *y.shape[-2:]), torch.round(y - means) + means
+    return y, means, t, pass_map(y.shape[1], *y.shape[-2:], y.device), torch.round(y - means) + means
 
 
 @torch.no_grad()
@@ -118,9 +123,10 @@ def pass_table(net, ctx, bank, qualities=(-1.0, 1.0, 4.0, 8.0), chunk: int = 32)
     out = {}
     for q in qualities:
         total, saved = 0.0, [0.0] * (PASSES - 1)
+        dev = next(ctx.parameters()).device
         for i in range(0, len(bank), chunk):
-            f = bank[i:i + chunk]
-            qq = torch.full((len(f),), q)
+            f = bank[i:i + chunk].to(dev)
+            qq = torch.full((len(f),), q, device=dev)
             view = hyper_view(net, f, qq)
             y, means, t = view[:3]
             total += float(symbol_bits(torch.round(y - means), t).sum())
@@ -163,16 +169,27 @@ def _g_a_key(net) -> str:
 def _banks(net, cc: ContextConfig, log):
     """The latent banks of ``cc.out`` (made once per analysis transform and settings)."""
     path = Path(cc.out) / "bank.pt"
-    key = f"{_g_a_key(net)} {cc.crop} {cc.crops_per_image} {cc.seed} {sorted(cc.data)}"
+    source = f"pack {Path(cc.pack).name} {Path(cc.pack).stat().st_size}" if cc.pack else str(sorted(cc.data))
+    key = f"{_g_a_key(net)} {cc.crop} {cc.crops_per_image} {cc.seed} {source}"
     if path.exists():
         d = torch.load(path, weights_only=True)
         if d.get("key", key) == key:   # a bank without a key: made by the first runs, by this model
             return d["train"], d["val"]
         log("latent bank of another model or settings: making a new one")
-    train_paths, val_paths = split(list_images(cc.data))
     t0 = time.time()
-    train = latent_bank(net, train_paths, cc.crop, cc.crops_per_image, cc.seed)
-    val = latent_bank(net, val_paths, cc.crop, cc.crops_per_image, cc.seed + 1)
+    dev = next(net.parameters()).device
+    if cc.pack:  # its images (on the device) and its validation crops (192 px)
+        from .pack import PackSampler
+        sampler = PackSampler(cc.pack, cc.crop, dev)
+        train = latent_bank(net, sampler, len(sampler.images) * cc.crops_per_image, cc.seed)
+        with torch.no_grad():
+            val = torch.cat([net.g_a(v).half().cpu() for v in sampler.val])
+    else:
+        train_paths, val_paths = split(list_images(cc.data))
+        train = latent_bank(net, CropSampler([load_uint8(p) for p in train_paths], cc.crop),
+                            len(train_paths) * cc.crops_per_image, cc.seed)
+        val = latent_bank(net, CropSampler([load_uint8(p) for p in val_paths], cc.crop),
+                          len(val_paths) * cc.crops_per_image, cc.seed + 1)
     log(f"latent bank: {len(train)} train / {len(val)} validation crops in {time.time() - t0:.0f} s")
     torch.save({"train": train, "val": val, "key": key}, path)
     return train, val
@@ -190,27 +207,33 @@ def train(net, cc: ContextConfig, resume: bool = False, minutes: float | None = 
     net.eval()
     for prm in net.parameters():
         prm.requires_grad_(False)
+    dev = torch.device(cc.device)
+    net.to(dev)
     train_bank, val_bank = _banks(net, cc, log)
+    train_bank = train_bank.to(dev)
     with torch.random.fork_rng():  # the same start for the same seed
         torch.manual_seed(cc.seed)
         ctx = ContextModel(net.cfg.M, cc.hidden, cc.kernel)
     ctx.enable()
+    ctx.to(dev)
     opt = torch.optim.Adam(ctx.net.parameters(), lr=cc.lr)
     gen = torch.Generator().manual_seed(cc.seed)
     step, elapsed = 0, 0.0
     ckpt = out / "ckpt.pt"
     if resume and ckpt.exists():
-        d = torch.load(ckpt, weights_only=True)
+        d = torch.load(ckpt, weights_only=True, map_location=dev)
         ctx.net.load_state_dict(d["ctx"])
         opt.load_state_dict(d["opt"])
-        gen.set_state(d["rng"])
+        gen.set_state(d["rng"].cpu())
         step, elapsed = int(d["step"]), float(d.get("elapsed", 0.0))
         log(f"resumed at step {step}")
 
     def save():
         tmp = ckpt.with_suffix(".tmp")
-        torch.save({"ctx": ctx.net.state_dict(), "opt": opt.state_dict(), "rng": gen.get_state(),
-                    "step": step, "elapsed": elapsed + time.time() - t_start, "config": str(asdict(cc))}, tmp)
+        torch.save({"ctx": {k: v.cpu() for k, v in ctx.net.state_dict().items()},
+                    "opt": _to_cpu(opt.state_dict()), "rng": gen.get_state(),
+                    "step": step, "elapsed": elapsed + time.time() - t_start, "config": str(asdict(cc)),
+                    "hardware": hardware(dev)}, tmp)
         tmp.replace(ckpt)
 
     logf = open(out / "log.csv", "a", newline="")
@@ -234,7 +257,20 @@ def train(net, cc: ContextConfig, resume: bool = False, minutes: float | None = 
     save()
     logf.close()
     ctx.steps = step
-    return ctx
+    ctx.hardware = hardware(dev)
+    net.cpu()
+    return ctx.cpu()
+
+
+def _to_cpu(obj):
+    """An optimizer state with every tensor on the CPU (checkpoints load anywhere)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj
 
 
 def _step(net, ctx, opt, cc, train_bank, gen, step: int, lo: float, hi: float) -> int:
@@ -242,10 +278,10 @@ def _step(net, ctx, opt, cc, train_bank, gen, step: int, lo: float, hi: float) -
     for grp in opt.param_groups:
         grp["lr"] = lr_at(cc, step)
     idx = torch.randint(len(train_bank), (cc.batch,), generator=gen)
-    f = train_bank[idx]
+    f = train_bank[idx.to(train_bank.device)]
     if float(torch.rand((), generator=gen)) < 0.5:
         f = f.flip(-1)
-    q = lo + (hi - lo) * torch.rand(cc.batch, generator=gen)
+    q = (lo + (hi - lo) * torch.rand(cc.batch, generator=gen)).to(train_bank.device)
     p = int(torch.randint(1, PASSES, (1,), generator=gen))
     ours, base = pass_bits(net, ctx, f, q, p)
     loss = (ours / base.clamp_min(200.0)).mean()
@@ -269,11 +305,12 @@ def calibration_inputs(net, ctx: ContextModel, bank: torch.Tensor, chunk: int = 
 
 
 def load_checkpoint(net, cc: ContextConfig) -> ContextModel:
-    d = torch.load(Path(cc.out) / "ckpt.pt", weights_only=True)
+    d = torch.load(Path(cc.out) / "ckpt.pt", weights_only=True, map_location="cpu")
     ctx = ContextModel(net.cfg.M, cc.hidden, cc.kernel)
     ctx.enable()
     ctx.net.load_state_dict(d["ctx"])
     ctx.steps = int(d["step"])
+    ctx.hardware = d.get("hardware")
     return ctx
 
 
@@ -296,7 +333,7 @@ def install(weights_path, net, ctx: ContextModel, cc: ContextConfig, out_path, c
     meta["context"] = {"steps": int(getattr(ctx, "steps", cc.steps)), "hidden": cc.hidden, "kernel": cc.kernel,
                        "validation_y_bits_percent": {k: round(v, 3) for k, v in evaluate(net, ctx, val_bank, table=table).items()},
                        "validation_per_pass_percent": per_pass, "passes_on": ctx.passes_on.tolist(),
-                       "train_minutes": _train_minutes(cc), "hardware": hardware(),
+                       "train_minutes": _train_minutes(cc), "hardware": getattr(ctx, "hardware", None) or hardware(),
                        "data": list(cc.data), "crop": cc.crop, "crops_per_image": cc.crops_per_image,
                        "batch": cc.batch, "lr": cc.lr, "decay_at": list(cc.decay_at),
                        "calibration_crops": calibration}
@@ -315,9 +352,11 @@ def _train_minutes(cc: ContextConfig) -> float | None:
         return None
 
 
-def hardware() -> str:
+def hardware(device="cpu") -> str:
     import os
     import platform
+    if torch.device(device).type == "cuda":
+        return f"one {torch.cuda.get_device_name(torch.device(device))}"
     n = torch.get_num_threads()
     return f"{os.cpu_count()}-core {platform.machine()} CPU, {n} torch thread{'s' if n > 1 else ''}"
 

@@ -194,8 +194,8 @@ def train(tc: TrainConfig, resume: bool = False, log=print) -> Path:
     torch.manual_seed(tc.seed)
     model = build(tc.model)
     if tc.init and not resume:
-        from ..weights import load as load_weights
-        load_state(model, load_weights(tc.init).net.state_dict())
+        from ..weights import load as load_weights, trainable_state
+        load_state(model, trainable_state(load_weights(tc.init).net.state_dict()))
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
