@@ -75,6 +75,23 @@ def test_the_image_term_presses_on_a_false_alarm():
     assert img[8:, 8:].abs().max() == 0
 
 
+def test_views_average_turned_looks(tiny_model):
+    from codec.pipeline import load_model
+    net = load_model(tiny_model).net
+    torch.manual_seed(0)
+    head = defect.DefectNet(defect.DefectConfig(width=8)).eval()
+    x = torch.rand(1, 3, 64, 128)
+    one = defect.probability(head, x, net, views=1)
+    assert torch.equal(one, torch.sigmoid(head(defect.features(x, net))))
+    two = defect.probability(head, x, net, views=2)
+    # the two views of the flipped image are those of the image: the same map, flipped
+    assert torch.equal(defect.probability(head, x.flip(-1), net, views=2), two.flip(-1))
+    four = defect.probability(head, x, net, views=4)
+    assert four.shape == one.shape and not torch.equal(four, one)
+    with pytest.raises(ValueError, match="views must be"):
+        defect.probability(head, x, net, views=3)
+
+
 def test_features_and_the_defect_map(tiny_model, photo):
     from codec.pipeline import load_model
     net = load_model(tiny_model).net

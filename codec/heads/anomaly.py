@@ -86,9 +86,8 @@ def maps(image, model=None, quality: float = 4, max_pixels=None, defect_head=Non
     if defect_head is not None:
         from . import defect
         head = defect.load() if isinstance(defect_head, str) else defect_head
-        feats = (defect.stack_features(xp, x_hat, err, rate) if head.cfg.quality == q
-                 else defect.features(xp, net, head.cfg.quality))
-        out["defect"] = torch.sigmoid(head(feats))[crop].numpy().astype(np.float32)
+        first = (x_hat, err, rate) if head.cfg.quality == q else None
+        out["defect"] = defect.probability(head, xp, net, first=first)[crop].numpy().astype(np.float32)
     return out
 
 
