@@ -44,10 +44,12 @@ def test_relative_score_is_zero_for_a_uniform_map():
 
 
 def test_line_score_finds_a_thin_line_that_windows_dilute():
-    ks = anomaly.line_kernels(33)
-    assert ks.shape == (anomaly.LINE_ANGLES, 1, 33, 33)
-    assert torch.allclose(ks.sum((1, 2, 3)), torch.ones(anomaly.LINE_ANGLES, dtype=torch.float64))
-    assert ks[0, 0, 16].sum() == pytest.approx(1.0)          # angle 0: the middle row
+    row = np.zeros((40, 60))
+    row[20, 5:45] = 1.0                                       # a horizontal segment of 40 px
+    assert anomaly.image_score(row, "line", 33) == pytest.approx(1.0)
+    assert anomaly.image_score(row, "line", 80) == pytest.approx(40 / 40)     # shortened to 40: fits
+    col = np.ascontiguousarray(row[:, :40].T)                 # a vertical one, 40 x 40
+    assert anomaly.image_score(col, "line", 20) == pytest.approx(1.0)
     m = np.zeros((128, 128))
     for i in range(100):                                      # a 2-px line at about 30 degrees
         m[10 + int(i * 0.58):12 + int(i * 0.58), 10 + i] = 1.0

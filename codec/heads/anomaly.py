@@ -27,7 +27,6 @@ the score into a flag.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from pathlib import Path
@@ -98,32 +97,38 @@ def local_mean(m: np.ndarray, window: int) -> np.ndarray:
     return F.avg_pool2d(t, win, stride=max(1, win // 2))[0, 0].numpy()
 
 
-@functools.lru_cache(maxsize=8)
-def line_kernels(length: int, angles: int = LINE_ANGLES) -> torch.Tensor:
-    """(angles, 1, length, length) float64: each a straight line of
-    ``length`` pixels through the centre (bilinear weights, summing to 1)."""
-    ks = torch.zeros(angles, 1, length, length, dtype=torch.float64)
-    c = (length - 1) / 2
-    t = torch.linspace(-c, c, 4 * length, dtype=torch.float64)
+def line_mean(m: np.ndarray, length: int, angles: int = LINE_ANGLES) -> float:
+    """The largest mean of ``m`` along a straight segment of ``length``
+    pixels lying wholly inside the map, at ``angles`` angles over 180
+    degrees (shortened to the map's smaller side, which fits at any angle).
+    Each angle turns the map (bilinear) so that its lines run along the
+    rows, then takes running sums along them: O(H W) per angle."""
+    h, w = m.shape
+    length = max(1, min(int(length), h, w))
+    t = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
+    side = int(math.ceil(math.hypot(h, w))) + 2
+    ones = torch.ones_like(t)
+    # output pixel (v, u) around an integer centre -> input pixel (y, x) = centre + R(a) (v, u):
+    # at 0 and 90 degrees every sample falls on a pixel, not between two
+    k = torch.arange(side, dtype=torch.float32) - side // 2
+    v, u = torch.meshgrid(k, k, indexing="ij")
+    cy, cx = (h - 1) // 2, (w - 1) // 2
+    best = -math.inf
     for i in range(angles):
         a = math.pi * i / angles
-        ys, xs = c + t * math.sin(a), c + t * math.cos(a)
-        y0, x0 = ys.floor().long(), xs.floor().long()
-        fy, fx = ys - y0, xs - x0
-        for dy, wy in ((0, 1 - fy), (1, fy)):
-            for dx, wx in ((0, 1 - fx), (1, fx)):
-                yy, xx = (y0 + dy).clamp(0, length - 1), (x0 + dx).clamp(0, length - 1)
-                ks[i, 0].index_put_((yy, xx), wy * wx, accumulate=True)
-        ks[i] /= ks[i].sum()
-    return ks
-
-
-def line_mean(m: np.ndarray, length: int) -> float:
-    """The largest mean of ``m`` along a straight line of ``length`` pixels
-    (at :data:`LINE_ANGLES` angles, inside the map; shortened to fit)."""
-    length = max(1, min(length, *m.shape))
-    t = torch.from_numpy(np.ascontiguousarray(m))[None, None].double()
-    return float(F.conv2d(t, line_kernels(length)).max())
+        c, s_ = math.cos(a), math.sin(a)
+        x, y = cx + c * u - s_ * v, cy + s_ * u + c * v
+        grid = torch.stack([(2 * x + 1) / w - 1, (2 * y + 1) / h - 1], -1)[None]   # align_corners=False
+        both = F.grid_sample(torch.cat([t, ones]), grid.expand(2, -1, -1, -1), mode="bilinear",
+                             padding_mode="zeros", align_corners=False)
+        vals, inside = both[0, 0].double(), (both[1, 0] > 1 - 1e-5).double()
+        run = F.pad(vals.cumsum(1), (1, 0))
+        cover = F.pad(inside.cumsum(1), (1, 0))
+        sums = run[:, length:] - run[:, :-length]
+        full = (cover[:, length:] - cover[:, :-length]) > length - 0.5
+        if full.any():
+            best = max(best, float(sums[full].max()) / length)
+    return best
 
 
 def image_score(m: np.ndarray, aggregate: str = "relative", window: int = 32) -> float:
