@@ -23,8 +23,11 @@ HEAD_FIGURES = {
             "codec/heads/vae.py"),
     "defect": ("benchmarks/results/anomaly.json",
                "defect segmenter (codec/heads/defect.py): dilated convolutions over the image, the default codec's "
-               "reconstruction, error and rate maps at quality 4; trained on synthetic defects (blobs and strokes "
-               "filled with another image, blur, noise, a colour shift, a tone change or a flat colour)"),
+               "reconstruction, error and rate maps at quality 4, the probability averaged over four views of the "
+               "image (as it is, flipped, turned 180 degrees, both); trained on synthetic defects (blobs and strokes "
+               "filled with another image, blur, noise, a colour shift, a tone change or a flat colour; from the "
+               "second training on, half of the strokes straight and half of their fills near black or white, and "
+               "the focal loss joined by an image-level term)"),
 }
 
 
