@@ -96,9 +96,9 @@ def stack_features(x, x_hat, err, rate) -> torch.Tensor:
     return torch.cat([x, x_hat, torch.log1p(err / 16), torch.log1p(rate)], 1)
 
 
-#: the views of :func:`probability`, in the order they are used: turned
-#: by 180 degrees k // 2 times, then flipped left-right or not (the codec is
-#: not symmetric, so each view is another look at the image)
+#: the views of :func:`probability`, in the order they are used: (k, flip)
+#: = turned by k x 90 degrees (0 or 180), then flipped left-right or not (the
+#: codec is not symmetric, so each view is another look at the image)
 VIEWS = ((0, False), (0, True), (2, False), (2, True))
 #: views averaged by default: on validation crops (scripts/defect_window.py's
 #: synthetic defects), 1 / 2 / 4 views gave image AUROC 0.892 / 0.907 / 0.918
