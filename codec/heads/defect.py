@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .views import SYMMETRIES, turn, turn_back
+
 NAME = "defect"
 QUALITY = 4.0
 #: weight of the image-level term of :func:`defect_loss`
@@ -99,7 +101,7 @@ def stack_features(x, x_hat, err, rate) -> torch.Tensor:
 #: the views of :func:`probability`, in the order they are used: (k, flip)
 #: = turned by k x 90 degrees (0 or 180), then flipped left-right or not (the
 #: codec is not symmetric, so each view is another look at the image)
-VIEWS = ((0, False), (0, True), (2, False), (2, True))
+VIEWS = SYMMETRIES[:4]
 #: views averaged by default: on validation crops (scripts/defect_window.py's
 #: synthetic defects), 1 / 2 / 4 views gave image AUROC 0.892 / 0.907 / 0.918
 DEFAULT_VIEWS = 4
@@ -116,15 +118,11 @@ def probability(head: "DefectNet", x: torch.Tensor, codec=None, views: int = DEF
         raise ValueError(f"views must be 1, 2 or 4, got {views!r}")
     acc = 0
     for k, flip in VIEWS[:views]:
-        def turn(t):
-            t = torch.rot90(t, k, (2, 3))
-            return t.flip(-1) if flip else t
         if (k, flip) == (0, False) and first is not None:
             feats = stack_features(x, *first)
         else:
-            feats = features(turn(x), codec, head.cfg.quality)
-        p = torch.sigmoid(head(feats))
-        acc = acc + torch.rot90(p.flip(-1) if flip else p, -k, (2, 3))
+            feats = features(turn(x, k, flip, (2, 3)), codec, head.cfg.quality)
+        acc = acc + turn_back(torch.sigmoid(head(feats)), k, flip, (2, 3))
     return acc / views
 
 

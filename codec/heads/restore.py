@@ -29,6 +29,8 @@ from torch import nn
 from .. import _compressai  # noqa: F401  (light import of compressai; see there)
 from compressai.layers import ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride, conv3x3
 
+from .views import SYMMETRIES, turn, turn_back
+
 SIGMA_MAX = 50.0
 NAME = "restore"
 
@@ -118,28 +120,21 @@ def estimate_sigma(rgb: np.ndarray) -> float:
     return float(math.sqrt(math.pi / 2) * np.abs(k).mean() / 6.0)
 
 
-#: the image's symmetries for the self-ensemble, in the order they are used
-#: (rotations by 90 degrees k times, then a left-right flip or not)
-SYMMETRIES = ((0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True))
-
-
 @torch.no_grad()
 def run(net: RestoreNet, rgb: np.ndarray, known: np.ndarray, sigma: float,
         tile: int = 512, margin: int = 32, ensemble: int = 1) -> np.ndarray:
     """Restore an (H, W, 3) uint8 image -> uint8, in overlapping tiles of
     ``tile`` px with ``margin`` px of context on each side. ``ensemble`` n
     (1, 2, 4 or 8): the mean of the restorations of the image's first n
-    :data:`SYMMETRIES`, each turned back (a self-ensemble, as in Timofte et
+    symmetries (views.SYMMETRIES), each turned back (a self-ensemble, as in Timofte et
     al., CVPR 2016; n times the time)."""
     if ensemble not in (1, 2, 4, 8):
         raise ValueError(f"ensemble must be 1, 2, 4 or 8, got {ensemble!r}")
     acc = np.zeros(rgb.shape, np.float32)
     for k, flip in SYMMETRIES[:ensemble]:
-        def turn(a):
-            a = np.rot90(a, k)
-            return a[:, ::-1] if flip else a
-        out = _run_float(net, np.ascontiguousarray(turn(rgb)), np.ascontiguousarray(turn(known)), sigma, tile, margin)
-        acc += np.rot90(out[:, ::-1] if flip else out, -k)
+        out = _run_float(net, np.ascontiguousarray(turn(rgb, k, flip)), np.ascontiguousarray(turn(known, k, flip)),
+                         sigma, tile, margin)
+        acc += turn_back(out, k, flip)
     return (acc / ensemble * 255).round().astype(np.uint8)
 
 
