@@ -25,7 +25,8 @@ pure black or white) and drawn parameters, so the benchmark measures how
 the segmenter carries over to other shapes and strengths, not to defect
 families it never saw.
 
-Focal loss (Lin et al. 2017) against the defect mask, plus a cross-entropy
+Focal loss (Lin et al. 2017) against the defect mask (the pixels the
+defect visibly changed, :func:`changed_mask`), plus a cross-entropy
 on the largest 2x2 mean logit (:func:`image_logit`). The image score is the
 largest mean probability over a square window or along a straight line
 (heads/anomaly.py), whichever :func:`choose_scoring` finds best on
@@ -203,10 +204,18 @@ def synthesize(x: torch.Tensor, gen: torch.Generator, p_clean: float = 0.25) -> 
                 colour = _uniform(gen, 0, 1, (3,))
             fill = colour.view(3, 1, 1).expand_as(img)
         fill = fill.clamp(0, 1)
-        changed = ((fill - img).abs().amax(0) > 1.5 / 255).float() * m
         out[b] = img * (1 - m) + fill * m
-        masks[b, 0] = changed if kind != 1 else m
+        masks[b, 0] = changed_mask(img, fill, m)
     return out, masks
+
+
+def changed_mask(img: torch.Tensor, fill: torch.Tensor, m: torch.Tensor, near: int = 2) -> torch.Tensor:
+    """The training target: pixels of the defect's shape ``m`` (S, S) within
+    ``near`` px of one that the fill changed by more than 1.5/255. A blur
+    or tone change leaves flat parts of its blob as they were; labelling
+    them defective would teach the head to flag flat regions of clean images."""
+    changed = ((fill - img).abs().amax(0) > 1.5 / 255).float()
+    return F.max_pool2d(changed[None, None], 2 * near + 1, stride=1, padding=near)[0, 0] * m
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
