@@ -66,6 +66,7 @@ def test_a_heads_window_follows_its_chosen_aggregate():
     assert anomaly.head_window(meta, "line") == 65 and anomaly.head_window(meta, "max") == 8
     assert anomaly.head_window(meta, "relative") == 32
     assert anomaly.head_window({"window": 2}, "max") == 2     # files from before the aggregate was chosen
+    assert anomaly.parse_scoring_key(anomaly.scoring_key("line", 17)) == ("line", 17)
     with pytest.raises(ValueError, match="aggregate must be"):
         anomaly.score(np.zeros((8, 8, 3), np.uint8), "rd", aggregate="median")
 

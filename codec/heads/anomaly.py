@@ -154,14 +154,25 @@ def relative_map(m: np.ndarray, window: int = 32) -> np.ndarray:
     return np.maximum(0, np.log((loc + c) / (float(np.median(loc)) + c))).astype(np.float32)
 
 
+def scoring_key(aggregate: str, window: int) -> str:
+    """The name of an image scoring in a head's validation table ("max-2", "line-17")."""
+    return f"{aggregate}-{window}"
+
+
+def parse_scoring_key(key: str) -> tuple[str, int]:
+    """The inverse of :func:`scoring_key`."""
+    aggregate, window = key.rsplit("-", 1)
+    return aggregate, int(window)
+
+
 def head_window(meta: dict, aggregate: str) -> int:
     """A trained head's window (or line length) for ``aggregate``: the one
     chosen with it if that was ``aggregate``, else the best for
     ``aggregate`` in its validation table (meta "score_auroc"), else 32."""
     if aggregate == meta.get("aggregate", "max") and "window" in meta:
         return int(meta["window"])
-    table = {k: v for k, v in (meta.get("score_auroc") or {}).items() if k.startswith(aggregate + "-")}
-    return int(max(table, key=table.get).split("-")[1]) if table else 32
+    table = {k: v for k, v in (meta.get("score_auroc") or {}).items() if parse_scoring_key(k)[0] == aggregate}
+    return parse_scoring_key(max(table, key=table.get))[1] if table else 32
 
 
 def default_scoring(kind: str, aggregate: str | None = None) -> tuple[str, int]:

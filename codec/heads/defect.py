@@ -270,7 +270,7 @@ def choose_scoring(head: DefectNet, folders, scorings=SCORINGS, crops: int = 96,
     from sklearn.metrics import roc_auc_score
 
     from ..training.data import CropSampler, list_images, load_uint8, split
-    from .anomaly import image_score
+    from .anomaly import image_score, parse_scoring_key, scoring_key
     _, val = split(list_images(folders))
     sampler = CropSampler([load_uint8(p) for p in val], crop)
     gen = torch.Generator().manual_seed(seed)
@@ -281,6 +281,6 @@ def choose_scoring(head: DefectNet, folders, scorings=SCORINGS, crops: int = 96,
         for i in range(0, crops, 8):
             maps += list(probability(head, x[i:i + 8], codec)[:, 0].numpy())
     labels = [0] * crops + [1] * crops
-    table = {f"{a}-{w}": float(roc_auc_score(labels, [image_score(m, a, w) for m in maps])) for a, w in scorings}
-    best = max(table, key=table.get)
-    return (best.split("-")[0], int(best.split("-")[1])), table
+    table = {scoring_key(a, w): float(roc_auc_score(labels, [image_score(m, a, w) for m in maps]))
+             for a, w in scorings}
+    return parse_scoring_key(max(table, key=table.get)), table
