@@ -50,7 +50,7 @@ def vq_usage(paths, model="vq-residual") -> dict:
     for p in paths:
         rgb = np.asarray(Image.open(p).convert("RGB"))
         y = tiling.analyse(net, rgb, tiling.DEFAULT_TILE)
-        _, syms, _ = net.vq(y, torch.tensor([S]))                 # (S, 1, G, h, w)
+        syms = net.assign(y, S)                                   # (S, 1, G, h, w): the indices the encoder codes
         for s in range(S):
             for g in range(G):
                 counts[s, g] += np.bincount(syms[s, 0, g].reshape(-1).numpy(), minlength=K)
@@ -127,6 +127,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/discrete.json"))
     ap.add_argument("--parts", default="vq,binary,binarized", help="parts to (re)compute; the others are kept from --out")
+    ap.add_argument("--vq-model", default="vq-residual", help="the VQ model (registry id or .safetensors)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     paths = sorted(Path(args.kodak).glob("*.png"))[:args.images]
@@ -137,7 +138,7 @@ def main() -> None:
         raise SystemExit(f"{args.out} was measured on {res.get('images')} images; recompute all parts")
     res["images"] = len(paths)
     for name in wanted:
-        res[name] = parts[name](paths)
+        res[name] = parts[name](paths, args.vq_model) if name == "vq" else parts[name](paths)
     v = res["vq"]
     print(f"VQ {v['model']}: K={v['codebook']}, {v['groups']} groups, {v['indices_per_stage']} indices per stage")
     for s in v["stages"]:

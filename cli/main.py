@@ -772,10 +772,23 @@ def anomaly_score(inputs, detector, map_dir, as_json, force):
 @click.option("-o", "--output", "out", required=True, help="Weights file to write (.safetensors).")
 @click.option("--context/--no-context", default=True, show_default=True,
               help="Add (and fit) the checkerboard context model.")
+@click.option("--rd", type=click.FloatRange(min=0), default=None,
+              help="VQ: the encoder's rate weight when it picks indices (entropy-constrained VQ); "
+                   "the prior is refitted for its choices. Default: the model's (0: nearest entries).")
+@click.option("--rd-relative", type=click.FloatRange(min=0), default=None,
+              help="VQ: instead of --rd, a weight per stage: this times the error the stage removes "
+                   "per bit (refit.stage_slopes).")
+@click.option("--rounds", type=click.IntRange(1, 20), default=None,
+              help="VQ: refits, each counting the indices chosen under the last one's prior "
+                   "[default: 1, or 3 with a rate weight].")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="VQ: every n-th training image in all rounds but the last (faster).")
 @click.option("-f", "--force", is_flag=True)
 @guarded
-def refit(model, data, out, context, force):
+def refit(model, data, out, context, rd, rd_relative, rounds, every, force):
     """Refit a discrete codec's prior by counting symbols on training images."""
+    from dataclasses import replace
+
     from codec import weights
     from codec.pipeline import load_model
     from codec.training import refit as rf
@@ -784,11 +797,20 @@ def refit(model, data, out, context, force):
         raise Failure(f"{out} already exists; pass -f/--force to overwrite it")
     lm = load_model(model)
     net = lm.net
+    if lm.config.arch != "vq" and (rd is not None or rd_relative is not None or rounds is not None):
+        raise Failure("--rd, --rd-relative and --rounds apply to VQ models only")
+    if rd is not None and rd_relative is not None:
+        raise Failure("give --rd or --rd-relative, not both")
     if lm.config.arch == "vq":
-        res = rf.refit_vq_prior(net, list(data))
-        if context or lm.config.context:
-            net = rf.with_context(net) if not lm.config.context else net
-            res.update(rf.fit_vq_context(net, list(data)))
+        if context and not lm.config.context:
+            net = rf.with_context(net)
+        if rd_relative is not None:
+            rd = tuple(float(f"{rd_relative * v:.6g}") for v in rf.stage_slopes(net, list(data)))
+        if rd is not None:
+            net.cfg = replace(net.cfg, vq_rd=rd)
+        res = rf.refit_vq(net, list(data), rounds or (3 if any(net.cfg.vq_rd_stages()) else 1), every)
+        if rd_relative is not None:
+            res["rd_relative"] = rd_relative
     elif lm.config.arch == "binary":
         net = rf.with_context(net) if context and not lm.config.context else net
         if not net.cfg.context:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -44,18 +44,28 @@ class ModelConfig:
     codebook: int = 256      # vq: entries per codebook (one codebook per stage)
     vq_dim: int = 4          # vq: length of each quantized vector (M is split into M / vq_dim)
     context: bool = False    # binary: checkerboard context model for the bits
+    vq_rd: float | tuple = 0.0  # vq: the encoder's rate weight(s) when it picks indices (VQCodec.assign)
 
     @property
     def levels(self) -> int:
         return len(self.lambdas)
 
+    def vq_rd_stages(self) -> tuple:
+        """``vq_rd`` as one weight per stage."""
+        return tuple(self.vq_rd) if isinstance(self.vq_rd, (tuple, list)) else (self.vq_rd,) * self.levels
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        d = asdict(self)
+        if not any(self.vq_rd_stages()):   # as files written before it existed
+            del d["vq_rd"]
+        return json.dumps(d, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
         d = json.loads(text)
         d["lambdas"] = tuple(d["lambdas"])
+        if isinstance(d.get("vq_rd"), list):
+            d["vq_rd"] = tuple(d["vq_rd"])
         return cls(**d)
 
 
@@ -408,6 +418,45 @@ class VQCodec(TransformCodec):
         m = (nb >= 0).sum(1)
         return (1 - a) * pf[None, :] + a * counts / np.maximum(m, 1)[:, None]
 
+    @torch.no_grad()
+    def assign(self, y, n: int, rd: float | tuple | None = None) -> torch.Tensor:
+        """The indices the encoder codes for y (B, M, h, w) with the first n
+        stages -> (n, B, G, h, w). With rate weight ``rd`` (None:
+        ``cfg.vq_rd``; one number, or one per stage) > 0, entropy-constrained
+        VQ (Chou, Lookabaugh and Gray 1989): each index minimises ||residual - entry||^2 + rd * bits, with
+        the bits the coder will spend on it -- under the factorized prior at
+        the checkerboard's anchors, and under the copy mixture given the
+        anchors just chosen elsewhere -- stage after stage (greedy). 0: the
+        nearest entries. The decoder only looks the indices up, so this is
+        the encoder's choice alone; the prior is refitted for the choice it
+        makes (training/refit.py)."""
+        rds = self.cfg.vq_rd_stages() if rd is None else replace(self.cfg, vq_rd=rd).vq_rd_stages()
+        if not any(rds[:n]):
+            return self.vq(y, torch.tensor([n]))[1][:n]
+        vq = self.vq
+        b, _, h, w = y.shape
+        anchor = checkerboard(h, w).reshape(-1)
+        out = torch.zeros(n, b, self.groups, h * w, dtype=torch.long)
+        for i in range(b):
+            residual, _ = vq._vectors(y[i:i + 1])                       # (G, h*w, d)
+            for s in range(n):
+                book = vq.codebooks[s]
+                dist = (residual.pow(2).sum(-1, keepdim=True) - 2 * residual @ book.transpose(1, 2)
+                        + book.pow(2).sum(-1)[:, None, :])               # (G, h*w, K)
+                pmfs = self._pmfs(s + 1)[s * self.groups:]
+                rd = rds[s]
+                for g in range(self.groups):
+                    bits_f = torch.from_numpy(-np.log2(pmfs[g])).to(dist)
+                    if not self.cfg.context:
+                        out[s, i, g] = (dist[g] + rd * bits_f).argmin(-1)
+                        continue
+                    out[s, i, g, anchor] = (dist[g, anchor] + rd * bits_f).argmin(-1)
+                    grid = out[s, i, g].view(h, w).numpy()
+                    p = self.copy_probs(grid, s, g, ~anchor.view(h, w).numpy())
+                    out[s, i, g, ~anchor] = (dist[g, ~anchor] + rd * torch.from_numpy(-np.log2(p)).to(dist)).argmin(-1)
+                residual = residual - vq._pick(book, out[s, i])
+        return out.view(n, b, self.groups, h, w)
+
     def code_side(self, y, quality):
         return b"", {"y": y, "n": int(self.stages(quality))}
 
@@ -415,8 +464,8 @@ class VQCodec(TransformCodec):
         from . import coding
         n = state["n"]
         yt = state["y"][y_slice(r)]
-        _, syms, _ = self.vq(yt, torch.tensor([n]))
-        y_hat = self.vq.lookup(syms[:n], n)
+        syms = self.assign(yt, n)
+        y_hat = self.vq.lookup(syms, n)
         if not self.cfg.context:
             rows = [syms[s, 0, g].reshape(-1).numpy() for s in range(n) for g in range(self.groups)]
             return coding.encode_categorical_rows(rows, self._pmfs(n)), y_hat

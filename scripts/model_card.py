@@ -118,9 +118,19 @@ def main() -> None:
         symbols = "indices" if cfg.arch == "vq" else "bits"
         what = (f"checkerboard context model for the {symbols}" if cfg.context
                 else f"factorized prior of the {symbols}")
-        fig = ", ".join(f"{k} {v:.3f}" for k, v in meta["prior_refit"].items())
+        def num(v):
+            return " -> ".join(f"{u:.3f}" for u in v) if isinstance(v, list) else f"{v:.3f}"
+        fig = ", ".join(f"{k} {num(v)}" for k, v in meta["prior_refit"].items() if k not in ("rd", "rd_relative"))
+        rd = meta["prior_refit"].get("rd") or 0
+        rel = meta["prior_refit"].get("rd_relative")
+        weight = (f"per stage {rel:g} x the error the stage removes per bit: "
+                  + ", ".join(f"{v:.3g}" for v in rd) if isinstance(rd, list) and rel is not None
+                  else ", ".join(f"{v:.3g}" for v in rd) if isinstance(rd, list) else f"{rd:g}")
+        how = (f"; the encoder picks indices by rate and error (entropy-constrained VQ, rate weight {weight}, "
+               f"`models.VQCodec.assign`), and each refit counts the indices chosen under the last one's prior"
+               if rd and (not isinstance(rd, list) or any(rd)) else "")
         lines.append(f"- prior: {what} refitted by counting symbols on the training images "
-                     f"(`aecodec refit`, codec/training/refit.py; transforms unchanged): {fig}")
+                     f"(`aecodec refit`, codec/training/refit.py; transforms unchanged{how}): {fig}")
     if meta.get("integer_hs"):
         ih = meta["integer_hs"]
         lines.append(f"- hyper-decoder: integer layers after the first (codec/integer.py: integer sums, exact in any order on any platform), "

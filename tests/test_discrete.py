@@ -1,3 +1,4 @@
+import json
 import numpy as np
 import pytest
 import torch
@@ -323,3 +324,73 @@ def test_vq_files_with_one_copy_weight_per_stage_and_group_still_decode(vq_file,
 def replace_cfg(cfg, **kw):
     from dataclasses import replace
     return replace(cfg, **kw)
+
+
+def _rd_model(vq_file, folder_of, rd):
+    from codec.training.refit import fit_vq_context, with_context
+    net = with_context(weights.load(vq_file).net)
+    fit_vq_context(net, [folder_of])
+    net.cfg = replace_cfg(net.cfg, vq_rd=rd)
+    return net
+
+
+def test_vq_rate_weighted_assignment_trades_error_for_bits(vq_file, folder_of, photo):
+    net = _rd_model(vq_file, folder_of, 0.0)
+    x = torch.from_numpy(photo[:64, :96]).permute(2, 0, 1)[None].float() / 255
+    y = net.g_a(x)
+    nearest = net.assign(y, 3)
+    assert torch.equal(nearest, net.vq(y, torch.tensor([3]))[1][:3])       # rd 0: the nearest entries
+    y_hat = net.vq.lookup(nearest, 3)
+    syms = net.assign(y, 3, 1e6)
+    assert syms.shape == nearest.shape and (net.vq.lookup(syms, 3) - y).pow(2).sum() > (y_hat - y).pow(2).sum()
+    # an overwhelming rate weight: every anchor of stage 1 takes its group's most probable entry
+    from codec.models import checkerboard
+    anchor = checkerboard(*y.shape[-2:])
+    for g in range(net.groups):
+        assert (syms[0, 0, g][anchor] == int(net.pmf_int[0, g].argmax())).all()
+    # one weight per stage: none at the first, overwhelming at the second
+    syms = net.assign(y, 3, (0.0, 1e6, 0.0))
+    assert torch.equal(syms[0], nearest[0])
+    for g in range(net.groups):
+        assert (syms[1, 0, g][anchor] == int(net.pmf_int[1, g].argmax())).all()
+
+
+def test_vq_rate_weighted_files_are_smaller_and_decode_exactly(vq_file, folder_of, photo, tmp_path):
+    plain = weights.save(_rd_model(vq_file, folder_of, 0.0), tmp_path / "plain.safetensors", "vq-plain")
+    rd = weights.save(_rd_model(vq_file, folder_of, 1e6), tmp_path / "rd.safetensors", "vq-rd")
+    assert weights.load(rd).config.vq_rd == 1e6 and "vq_rd" not in weights.file_metadata(plain)["config"]
+    a, b = (codec.encode(photo, quality=3, model=m) for m in (plain, rd))
+    assert len(b.data) < len(a.data)
+    assert_round_trips_exactly(photo, rd, 3)
+
+
+def test_refit_cli_with_a_rate_weight(vq_file, bin_file, folder_of, photo, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import main
+    out = tmp_path / "rd.safetensors"
+    r = CliRunner().invoke(main, ["refit", str(vq_file), str(folder_of), "-o", str(out), "--rd", "0.5", "--rounds", "2"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["rd"] == 0.5 and len(res["bits_per_index_by_round"]) == 2
+    lm = weights.load(out)
+    assert lm.config.vq_rd == 0.5 and lm.config.context and lm.meta["prior_refit"]["rd"] == 0.5
+    assert_round_trips_exactly(photo, out, 2)
+    r = CliRunner().invoke(main, ["refit", str(bin_file), str(folder_of), "-o", str(tmp_path / "b.safetensors"),
+                                  "--rd", "0.5"])
+    assert r.exit_code == 1 and "VQ models only" in r.stderr
+    rel = tmp_path / "rel.safetensors"
+    r = CliRunner().invoke(main, ["refit", str(vq_file), str(folder_of), "-o", str(rel), "--rd-relative", "0.25"])
+    assert r.exit_code == 0, r.output
+    cfg = weights.load(rel).config
+    from codec.training.refit import stage_slopes
+    slopes = stage_slopes(weights.load(vq_file).net, [folder_of])
+    assert cfg.vq_rd == pytest.approx(tuple(0.25 * v for v in slopes), rel=1e-4)
+    assert_round_trips_exactly(photo, rel, 3)
+
+
+def test_vq_stage_slopes_fall_with_each_stage(vq_file, folder_of):
+    from codec.training.refit import stage_slopes
+    slopes = stage_slopes(weights.load(vq_file).net, [folder_of])
+    assert len(slopes) == VQ_CFG.levels and all(v > 0 for v in slopes)
+    assert slopes[0] > slopes[-1]               # the first stage removes the most error per bit

@@ -19,11 +19,12 @@ from ..models import CONTEXT_STATES, BinaryCodec, VQCodec, agreement, checkerboa
 from .data import list_images, load_uint8, split
 
 
-def _latents(net, folders, scales=(1.0, 0.5)):
-    """g_a of every training image (train split only), at a few scales."""
+def _latents(net, folders, scales=(1.0, 0.5), every: int = 1):
+    """g_a of every training image (train split only; with ``every`` n, of
+    every n-th), at a few scales."""
     import torch.nn.functional as F
     train, _ = split(list_images(folders))
-    for p in train:
+    for p in train[::every]:
         x = load_uint8(p)[None].float()
         for s in scales:
             xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", antialias=True)
@@ -32,11 +33,11 @@ def _latents(net, folders, scales=(1.0, 0.5)):
 
 
 @torch.no_grad()
-def refit_vq_prior(net: VQCodec, folders, smoothing: float = 0.5) -> dict:
+def refit_vq_prior(net: VQCodec, folders, smoothing: float = 0.5, every: int = 1) -> dict:
     S, G, K = net.cfg.levels, net.groups, net.cfg.codebook
     counts = torch.zeros((S, G, K), dtype=torch.float64)
-    for y in _latents(net, folders):
-        _, syms, _ = net.vq(y, torch.tensor([S]))                        # (S, 1, G, h, w)
+    for y in _latents(net, folders, every=every):
+        syms = net.assign(y, S)                                          # (S, 1, G, h, w)
         for s in range(S):
             for g in range(G):
                 counts[s, g] += torch.bincount(syms[s, 0, g].reshape(-1), minlength=K).double()
@@ -78,7 +79,7 @@ def fit_binary_context(net: BinaryCodec, folders, smoothing: float = 0.5) -> dic
 
 
 @torch.no_grad()
-def fit_vq_context(net: VQCodec, folders, iterations: int = 30) -> dict:
+def fit_vq_context(net: VQCodec, folders, iterations: int = 30, every: int = 1) -> dict:
     """EM for each (stage, group)'s copy weight a of the checkerboard
     context model (models.VQCodec), with the factorized pmfs as they are.
     -> mean bits per non-anchor index under the factorized prior and under
@@ -88,8 +89,8 @@ def fit_vq_context(net: VQCodec, folders, iterations: int = 30) -> dict:
         raise ValueError("the VQ model was built without a context model (cfg.context)")
     S, G = net.cfg.levels, net.groups
     pf_all, q_all, k_all = ([[[] for _ in range(G)] for _ in range(S)] for _ in range(3))
-    for y in _latents(net, folders):
-        _, syms, _ = net.vq(y, torch.tensor([S]))
+    for y in _latents(net, folders, every=every):
+        syms = net.assign(y, S)
         h, w = syms.shape[-2:]
         rest = ~checkerboard(h, w).numpy()
         for s in range(S):
@@ -122,6 +123,50 @@ def fit_vq_context(net: VQCodec, folders, iterations: int = 30) -> dict:
             count += len(pf)
     net.copy_int = copy
     return {"factorized_bits_per_index": before / count, "context_bits_per_index": after / count}
+
+
+@torch.no_grad()
+def stage_slopes(net: VQCodec, folders, every: int = 8) -> tuple:
+    """For each VQ stage, the squared error it removes per bit it costs,
+    with the nearest entries, on the training images: mean drop of
+    ||residual||^2 per vector over the mean code length of its index under
+    the factorized prior. Later stages remove less per bit; a rate weight
+    proportional to these (``refit --rd-relative``) weighs each stage
+    against its own exchange rate."""
+    S = net.cfg.levels
+    drop = torch.zeros(S, dtype=torch.float64)
+    bits = torch.zeros(S, dtype=torch.float64)
+    logp = -torch.log2(net.pmf_int.double() / net.pmf_int.double().sum(-1, keepdim=True))   # (S, G, K)
+    for y in _latents(net, folders, every=every):
+        syms = net.vq(y, torch.tensor([S]))[1]                              # (S, 1, G, h, w)
+        before = y
+        for s in range(S):
+            after = y - net.vq.lookup(syms[:s + 1], s + 1)
+            drop[s] += float(before.pow(2).sum() - after.pow(2).sum())
+            bits[s] += float(logp[s].gather(1, syms[s, 0].reshape(net.groups, -1)).sum())
+            before = after
+    return tuple(float(f"{float(d / b):.6g}") for d, b in zip(drop, bits))
+
+
+def refit_vq(net: VQCodec, folders, rounds: int = 1, every: int = 1) -> dict:
+    """The VQ prior (and the context model's copy weights, if it has one)
+    refitted ``rounds`` times. With a rate weight (``cfg.vq_rd``) the
+    encoder's choice of indices depends on the prior, so each round counts
+    the indices chosen under the previous round's prior (the alternation of
+    entropy-constrained VQ design, Chou et al. 1989); ``every`` n: every
+    n-th image in all rounds but the last. -> the last round's figures,
+    with the mean bits per index of each round."""
+    history = []
+    for r in range(rounds):
+        n = 1 if r == rounds - 1 else every
+        res = refit_vq_prior(net, folders, every=n)
+        if net.cfg.context:
+            res.update(fit_vq_context(net, folders, every=n))
+        history.append(round(res.get("context_bits_per_index", res["mean_entropy_bits_per_index"]), 4))
+    res["rd"] = list(net.cfg.vq_rd) if isinstance(net.cfg.vq_rd, tuple) else net.cfg.vq_rd
+    if rounds > 1:
+        res["bits_per_index_by_round"] = history
+    return res
 
 
 def with_context(net):
