@@ -57,6 +57,9 @@ def mean_fill(img, hole):
     return out
 
 
+METHODS = ("ours", "telea", "ns", "biharmonic", "mean")
+
+
 def fill(method, img, hole, net):
     if method == "ours":
         return restore.run(net, img, ~hole, 0.0)
@@ -85,13 +88,15 @@ def main() -> None:
     ap.add_argument("--crops", type=int, default=2, help="crops per image")
     ap.add_argument("--holes", type=int, default=4, help="holes per crop")
     ap.add_argument("--weights", default=None, help="restoration weights (default: shipped)")
-    ap.add_argument("--methods", default="ours,telea,ns,biharmonic,mean",
+    ap.add_argument("--methods", default=",".join(METHODS),
                     help="methods to run; figures of other methods already in --out are kept")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/inpaint.json"))
     args = ap.parse_args()
     import torch
     torch.set_num_threads(1)
     methods = [m for m in args.methods.split(",") if m]
+    if set(methods) - set(METHODS):
+        ap.error(f"unknown method(s) {', '.join(sorted(set(methods) - set(METHODS)))}; choose from {', '.join(METHODS)}")
     net = restore.load(args.weights) if "ours" in methods else None
     images = crops(sorted(Path(args.kodak).glob("*.png"))[:args.images], per_image=args.crops)
     old = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
