@@ -364,6 +364,33 @@ def models(as_json):
                    f"{size} - {r['purpose']}")
 
 
+def _init_config(init, cfg, ctx):
+    """The model config of a run started from weights file ``init``: the
+    file's, with the architecture options given on the command line. A
+    context model trained on its own (``weights.DERIVED_PREFIXES``) is
+    dropped with its tensors; one that is a coding table (VQ, binary) stays."""
+    from dataclasses import replace
+
+    from click.core import ParameterSource
+
+    from codec import weights
+    from codec.models import ModelConfig, build
+    try:
+        meta = weights.file_metadata(init)
+    except Exception as e:
+        raise Failure(f"--init {init}: cannot read it as a weights file ({e})") from None
+    if "config" not in meta:
+        raise Failure(f"--init {init}: not an aecodec weights file (no config in its metadata)")
+    base = ModelConfig.from_json(meta["config"])
+    given = {field: getattr(cfg, field) for field, param in
+             (("arch", "arch"), ("N", "n"), ("M", "m"), ("lambdas", "lambdas"), ("codebook", "codebook"),
+              ("vq_dim", "vq_dim")) if ctx.get_parameter_source(param) is not ParameterSource.DEFAULT}
+    out = replace(base, **given)
+    if out.context and any(k.startswith(weights.DERIVED_PREFIXES) for k in build(out).state_dict()):
+        out = replace(out, context=False)
+    return out
+
+
 @main.command()
 @click.argument("data", nargs=-1)
 @click.option("--out", "out", required=True, help="Run folder (checkpoints, log.csv, config.json).")
@@ -388,7 +415,9 @@ def models(as_json):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
 @click.option("--pack", default="", help="Train on a crop pack ('aecodec pack') instead of DATA.")
-@click.option("--init", default="", help="Start from these weights (.safetensors) unless resuming.")
+@click.option("--init", default="", help="Start from these weights (.safetensors) unless resuming; the "
+              "architecture options not given (--arch, --N, --M, --lambdas, --codebook, --vq-dim) and the "
+              "file's other settings (a VQ rate weight, a VQ or binary context model) are the file's.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
 @click.option("--freeze", default="", help="Comma-separated parameter-name prefixes to keep fixed "
               "(e.g. g_a,vq,prior_logits: fine-tune the synthesis alone).")
@@ -406,6 +435,8 @@ def train(data, out, arch, n, m, lambdas, codebook, vq_dim, crop, batch, lr, ste
         raise click.UsageError("give image folders to train on, or --pack")
     extra = {"lambdas": tuple(float(v) for v in lambdas.split(","))} if lambdas else {}
     cfg = ModelConfig(arch=arch, N=n, M=m, codebook=codebook, vq_dim=vq_dim, **extra)
+    if init:
+        cfg = _init_config(init, cfg, click.get_current_context())
     tc = TrainConfig(data=list(data), out=out, model=cfg,
                      crop=crop, batch=batch, lr=lr, steps=steps, decay_at=decay_at, warmup=warmup, max_minutes=minutes,
                      ckpt_every_s=ckpt_every, threads=threads, device=device, seed=seed, pack=pack,
@@ -782,10 +813,13 @@ def anomaly_score(inputs, detector, map_dir, as_json, force):
               help="VQ: refits, each counting the indices chosen under the last one's prior "
                    "[default: 1, or 3 with a rate weight].")
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True,
-              help="VQ: every n-th training image in all rounds but the last (faster).")
+              help="VQ: every n-th training image in all rounds but the last, and in the codebook design (faster).")
+@click.option("--codebooks", type=click.IntRange(0, 100), default=0, show_default=True,
+              help="VQ: first redesign the codebooks by this many entropy-constrained Lloyd iterations "
+                   "per stage (refit.design_codebooks; 0: keep them).")
 @click.option("-f", "--force", is_flag=True)
 @guarded
-def refit(model, data, out, context, rd, rd_relative, rounds, every, force):
+def refit(model, data, out, context, rd, rd_relative, rounds, every, codebooks, force):
     """Refit a discrete codec's prior by counting symbols on training images."""
     from dataclasses import replace
 
@@ -797,20 +831,24 @@ def refit(model, data, out, context, rd, rd_relative, rounds, every, force):
         raise Failure(f"{out} already exists; pass -f/--force to overwrite it")
     lm = load_model(model)
     net = lm.net
-    if lm.config.arch != "vq" and (rd is not None or rd_relative is not None or rounds is not None):
-        raise Failure("--rd, --rd-relative and --rounds apply to VQ models only")
+    if lm.config.arch != "vq" and (rd is not None or rd_relative is not None or rounds is not None or codebooks):
+        raise Failure("--rd, --rd-relative, --rounds and --codebooks apply to VQ models only")
     if rd is not None and rd_relative is not None:
         raise Failure("give --rd or --rd-relative, not both")
     if lm.config.arch == "vq":
         if context and not lm.config.context:
             net = rf.with_context(net)
+        latents = rf.training_latents(net, list(data))
         if rd_relative is not None:
-            rd = tuple(float(f"{rd_relative * v:.6g}") for v in rf.stage_slopes(net, list(data)))
+            rd = tuple(float(f"{rd_relative * v:.6g}") for v in rf.stage_slopes(net, latents))
         if rd is not None:
             net.cfg = replace(net.cfg, vq_rd=rd)
-        res = rf.refit_vq(net, list(data), rounds or (3 if any(net.cfg.vq_rd_stages()) else 1), every)
+        design = rf.design_codebooks(net, latents, codebooks, every=every) if codebooks else None
+        res = rf.refit_vq(net, latents, rounds or (3 if any(net.cfg.vq_rd_stages()) else 1), every)
         if rd_relative is not None:
             res["rd_relative"] = rd_relative
+        if design:
+            res["codebooks"] = design
     elif lm.config.arch == "binary":
         net = rf.with_context(net) if context and not lm.config.context else net
         if not net.cfg.context:

@@ -355,7 +355,8 @@ class VQCodec(TransformCodec):
     one index (0-4: where all four agree, copying is likelier than where
     they differ). ``a`` (``copy_int``, out of 2^16) is fitted by EM on
     training images (training/refit.py); files with one weight per (s, g)
-    (shape (S, G)) still read. Training itself uses the factorized prior.
+    (shape (S, G)) still read. Training itself uses the factorized prior
+    (and, with ``cfg.vq_rd``, picks indices by rate and error under it).
     """
 
     latent_kind = "vq"
@@ -377,14 +378,28 @@ class VQCodec(TransformCodec):
     def forward(self, x, quality):
         y = self.g_a(x)
         n = self.stages(quality).to(x.device)
-        y_hat, syms, aux = self.vq(y, n)                      # syms (S, B, G, H, W)
         logp = F.log_softmax(self.prior_logits, -1)           # (S, G, K)
+        y_hat, syms, aux = self.vq(y, n, self.rate_cost(logp))  # syms (S, B, G, H, W)
         s_idx = torch.arange(self.cfg.levels, device=x.device)[:, None, None, None, None]
         g_idx = torch.arange(self.groups, device=x.device)[None, None, :, None, None]
         lp = logp[s_idx, g_idx, syms]                          # (S, B, G, H, W)
         used = (s_idx[:, :, 0] < n[None, :, None, None]).to(lp.dtype)[:, :, None]
         lik = torch.exp(lp * used).permute(1, 0, 2, 3, 4)      # unused stages cost nothing
         return {"x_hat": self.g_s(y_hat), "likelihoods": {"vq": lik}, "aux": aux}
+
+    def rate_cost(self, logp=None):
+        """With a rate weight (``cfg.vq_rd``), the cost per entry (S, G, K)
+        the encoder adds to the squared error when it picks an index: the
+        weight x the entry's bits under the factorized prior (``logp``:
+        log-probabilities, default from ``prior_logits``). None without one.
+        Training uses it, so that the synthesis learns from the indices the
+        encoder (:meth:`assign`, which also weighs the context model's bits)
+        will pick."""
+        rd = self.cfg.vq_rd_stages()
+        if not any(rd):
+            return None
+        logp = F.log_softmax(self.prior_logits, -1) if logp is None else logp
+        return torch.tensor(rd, device=logp.device)[:, None, None] * -logp.detach() / math.log(2)
 
     def update_tables(self) -> None:
         p = torch.softmax(self.prior_logits.detach().double(), -1)
@@ -400,14 +415,15 @@ class VQCodec(TransformCodec):
         self.update_tables()
         return p
 
-    def _pmfs(self, n):
+    def _pmfs(self, n, start: int = 0):
+        """The coding pmfs of stages start..n-1, one per (stage, group), in that order."""
         pmf = self.pmf_int.double()
-        return [(pmf[s, g] / pmf[s, g].sum()).numpy() for s in range(n) for g in range(self.groups)]
+        return [(pmf[s, g] / pmf[s, g].sum()).numpy() for s in range(start, n) for g in range(self.groups)]
 
     def copy_probs(self, grid: np.ndarray, s: int, g: int, rest: np.ndarray) -> np.ndarray:
         """Probability rows (n_rest, K) of the non-anchor indices of stage s,
         group g, from the anchors' indices in ``grid`` (h, w)."""
-        pf = self._pmfs(s + 1)[s * self.groups + g]
+        pf = self._pmfs(s + 1, s)[g]
         nb = neighbour_indices(grid, rest)
         table = self.copy_int[s, g].numpy().astype(np.float64) / 65536.0
         a = (table[agreement(nb)] if table.ndim else np.full(len(nb), float(table)))[:, None]
@@ -443,7 +459,7 @@ class VQCodec(TransformCodec):
                 book = vq.codebooks[s]
                 dist = (residual.pow(2).sum(-1, keepdim=True) - 2 * residual @ book.transpose(1, 2)
                         + book.pow(2).sum(-1)[:, None, :])               # (G, h*w, K)
-                pmfs = self._pmfs(s + 1)[s * self.groups:]
+                pmfs = self._pmfs(s + 1, s)
                 rd = rds[s]
                 for g in range(self.groups):
                     bits_f = torch.from_numpy(-np.log2(pmfs[g])).to(dist)

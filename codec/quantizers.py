@@ -58,10 +58,14 @@ class ResidualVQ(nn.Module):
         return v.reshape(self.groups, b, h, w, self.dim).permute(1, 0, 4, 2, 3).reshape(b, -1, h, w)
 
     @staticmethod
-    def _nearest(r, book):
-        """r (G, P, d), book (G, K, d) -> (G, P) index of the nearest entry."""
-        d = book.pow(2).sum(-1)[:, None, :] - 2 * r @ book.transpose(1, 2)
-        return d.argmin(-1)
+    def _nearest(r, book, cost=None, chunk: int = 16384):
+        """r (G, P, d), book (G, K, d) -> (G, P) index of the nearest entry;
+        with ``cost`` (G, K), of the entry minimising ||r - entry||^2 + cost
+        (entropy-constrained VQ: cost = rate weight x the entry's bits)."""
+        c = book.pow(2).sum(-1)
+        c = (c if cost is None else c + cost)[:, None, :]
+        return torch.cat([(c - 2 * r[:, i:i + chunk] @ book.transpose(1, 2)).argmin(-1)
+                          for i in range(0, r.shape[1], chunk)], 1)
 
     @staticmethod
     def _pick(book, idx):
@@ -70,10 +74,12 @@ class ResidualVQ(nn.Module):
         changes in place before the backward pass.)"""
         return book[torch.arange(book.shape[0], device=idx.device)[:, None], idx]
 
-    def forward(self, y, stages: torch.Tensor):
+    def forward(self, y, stages: torch.Tensor, cost=None):
         """y (B, M, H, W); stages (B,) ints in 1..S: how many stages each
-        sample uses. -> (y_hat with straight-through gradients, symbols
-        (S, B, G, H, W) int64, auxiliary loss)."""
+        sample uses; ``cost`` (S, G, K): an extra cost per entry in the
+        choice of indices (see :meth:`_nearest`; None: the nearest entries).
+        -> (y_hat with straight-through gradients, symbols (S, B, G, H, W)
+        int64, auxiliary loss)."""
         v, shape = self._vectors(y)
         if self.training and not bool(self.initialised):
             self._init_from(v.detach())
@@ -83,7 +89,7 @@ class ResidualVQ(nn.Module):
         syms = []
         for s in range(self.stages):
             book = self.codebooks[s]
-            idx = self._nearest(residual.detach(), book.detach())
+            idx = self._nearest(residual.detach(), book.detach(), None if cost is None else cost[s])
             q = self._pick(book, idx)
             active = use[s].repeat_interleave(per)
             mask = active[None, :, None].to(v.dtype)
@@ -143,10 +149,11 @@ class ResidualVQ(nn.Module):
                 self.codebooks[s, g][dead] = pool[torch.randint(len(pool), (len(dead),))]
                 self.idle[s, g][dead] = 0
 
-    def lookup(self, syms: torch.Tensor, n: int) -> torch.Tensor:
-        """Symbols of the first n stages (n, B, G, H, W) -> y_hat (B, M, H, W)."""
+    def lookup(self, syms: torch.Tensor, n: int, start: int = 0) -> torch.Tensor:
+        """Symbols of n stages from ``start`` (n, B, G, H, W) -> their sum of
+        entries (B, M, H, W): y_hat when start is 0."""
         _, b, g, h, w = syms.shape
-        v = sum(self._pick(self.codebooks[s], syms[s].transpose(0, 1).reshape(g, -1)) for s in range(n))
+        v = sum(self._pick(self.codebooks[start + s], syms[s].transpose(0, 1).reshape(g, -1)) for s in range(n))
         return self._tensor(v, (b, h, w))
 
 

@@ -120,7 +120,8 @@ def main() -> None:
                 else f"factorized prior of the {symbols}")
         def num(v):
             return " -> ".join(f"{u:.3f}" for u in v) if isinstance(v, list) else f"{v:.3f}"
-        fig = ", ".join(f"{k} {num(v)}" for k, v in meta["prior_refit"].items() if k not in ("rd", "rd_relative"))
+        fig = ", ".join(f"{k} {num(v)}" for k, v in meta["prior_refit"].items()
+                        if k not in ("rd", "rd_relative", "codebooks"))
         rd = meta["prior_refit"].get("rd") or 0
         rel = meta["prior_refit"].get("rd_relative")
         weight = (f"per stage {rel:g} x the error the stage removes per bit: "
@@ -131,6 +132,16 @@ def main() -> None:
                if rd and (not isinstance(rd, list) or any(rd)) else "")
         lines.append(f"- prior: {what} refitted by counting symbols on the training images "
                      f"(`aecodec refit`, codec/training/refit.py; transforms unchanged{how}): {fig}")
+    design = (meta.get("prior_refit") or {}).get("codebooks")
+    if design:
+        per = "; ".join(f"stage {st['stage']} {st['before']['used']:.1%} / {st['before']['mse']:.2f} / "
+                        f"{st['before']['bits']:.2f} -> {st['after']['used']:.1%} / {st['after']['mse']:.2f} / "
+                        f"{st['after']['bits']:.2f}" for st in design["stages"])
+        lines.append(f"- codebooks: redesigned on the latents of every {design.get('every', 1)}th training image "
+                     f"by {design['iterations']} entropy-constrained Lloyd iterations per stage (`aecodec refit "
+                     f"--codebooks`, `refit.design_codebooks`), before the prior refit; entries used / squared "
+                     f"error per vector / bits per index under the factorized prior, before -> after: {per}"
+                     + (f" ({design['note']})" if design.get("note") else ""))
     if meta.get("integer_hs"):
         ih = meta["integer_hs"]
         lines.append(f"- hyper-decoder: integer layers after the first (codec/integer.py: integer sums, exact in any order on any platform), "

@@ -394,3 +394,67 @@ def test_vq_stage_slopes_fall_with_each_stage(vq_file, folder_of):
     slopes = stage_slopes(weights.load(vq_file).net, [folder_of])
     assert len(slopes) == VQ_CFG.levels and all(v > 0 for v in slopes)
     assert slopes[0] > slopes[-1]               # the first stage removes the most error per bit
+
+
+def test_fits_read_the_same_latents_from_folders_or_from_a_kept_list(vq_file, folder_of):
+    from codec.training.refit import refit_vq_prior, stage_slopes, training_latents
+    a, b = weights.load(vq_file).net, weights.load(vq_file).net
+    latents = training_latents(a, [folder_of])
+    assert len(latents) == 4                      # 2 training images x 2 scales (the third is held out)
+    refit_vq_prior(a, [folder_of])
+    refit_vq_prior(b, latents)
+    assert torch.equal(a.pmf_int, b.pmf_int)
+    assert stage_slopes(a, [folder_of], every=1) == stage_slopes(a, latents, every=1)
+
+
+def test_codebook_design_lowers_the_encoders_cost_and_revives_unused_entries(vq_file, folder_of):
+    from dataclasses import replace
+
+    from codec.training.refit import design_codebooks, training_latents
+    net = weights.load(vq_file).net
+    latents = training_latents(net, [folder_of])
+    with torch.no_grad():
+        net.vq.codebooks[0, :, :4] = 50.0          # four entries per group that nothing is near
+    res = design_codebooks(net, latents, iterations=4)  # rd 0: k-means, every entry revived
+    first = res["stages"][0]
+    assert first["before"]["used"] <= 12 / 16 and first["after"]["used"] == 1.0
+    assert first["after"]["mse"] < first["before"]["mse"]
+    assert (net.vq.codebooks[0].abs() < 50).all()
+    rd = 5e-5                                       # about a third of the tiny model's error per index
+    net = weights.load(vq_file).net
+    net.cfg = replace(net.cfg, vq_rd=rd)
+    res = design_codebooks(net, latents, iterations=4)
+    for st in res["stages"]:                        # error + rd * bits: what the encoder minimises
+        b, a = st["before"], st["after"]
+        assert a["mse"] + rd * a["bits"] < b["mse"] + rd * b["bits"]
+    assert torch.allclose(torch.softmax(net.prior_logits, -1).sum(-1), torch.ones(VQ_CFG.levels, net.groups))
+
+
+def test_refit_cli_redesigns_codebooks_into_a_model_that_round_trips(vq_file, folder_of, photo, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import main
+    out = tmp_path / "lloyd.safetensors"
+    r = CliRunner().invoke(main, ["refit", str(vq_file), str(folder_of), "-o", str(out),
+                                  "--rd", "5e-5", "--codebooks", "2", "--rounds", "2"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["codebooks"]["iterations"] == 2 and len(res["codebooks"]["stages"]) == VQ_CFG.levels
+    assert not torch.equal(weights.load(out).net.vq.codebooks, weights.load(vq_file).net.vq.codebooks)
+    assert_round_trips_exactly(photo, out, 3)
+
+
+def test_training_picks_the_indices_the_rate_weighted_encoder_codes(vq_file, folder_of, photo):
+    from dataclasses import replace
+
+    from codec.training.refit import refit_vq_prior
+    net = weights.load(vq_file).net
+    refit_vq_prior(net, [folder_of])                    # prior_logits and the coding tables agree
+    x = torch.from_numpy(photo[:64, :64]).permute(2, 0, 1)[None].float() / 255
+    y = net.g_a(x).detach()
+    S = VQ_CFG.levels
+    nearest = net.vq(y, torch.tensor([S]), net.rate_cost())[1]
+    assert net.rate_cost() is None and torch.equal(nearest, net.assign(y, S))
+    net.cfg = replace(net.cfg, vq_rd=5e-5)
+    picked = net.vq(y, torch.tensor([S]), net.rate_cost())[1]
+    assert torch.equal(picked, net.assign(y, S)) and not torch.equal(picked, nearest)

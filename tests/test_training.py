@@ -279,3 +279,33 @@ def test_training_from_weights_drops_what_is_built_from_them(folder, tmp_path, c
     assert not any(k.startswith(weights.DERIVED_PREFIXES) for k in st["model"])
     kept = weights.trainable_state(tensors)
     assert kept and all(k in st["model"] for k in kept)
+
+
+def test_training_from_weights_keeps_the_files_model_settings(folder, tmp_path):
+    """aecodec train --init: the architecture options not given, a VQ rate
+    weight and a VQ context model are the file's; the options given win."""
+    import json
+
+    from click.testing import CliRunner
+
+    from cli.main import main
+    from codec import weights
+    from codec.models import VQCodec
+    vq = ModelConfig(arch="vq", N=8, M=12, vq_dim=4, codebook=16, lambdas=(0.002, 0.01), context=True, vq_rd=0.25)
+    start = weights.save(VQCodec(vq), tmp_path / "vq.safetensors", "vq-tiny")
+    r = CliRunner().invoke(main, ["train", str(folder), "--out", str(tmp_path / "run"), "--init", str(start),
+                                  "--steps", "1", "--crop", "64", "--batch", "2", "--no-progress",
+                                  "--freeze", "g_a,vq,prior_logits"])
+    assert r.exit_code == 0, r.output
+    got = ModelConfig.from_json(checkpoint.load(checkpoint.latest(tmp_path / "run"))["model_config"])
+    assert got == vq
+    r = CliRunner().invoke(main, ["train", str(folder), "--out", str(tmp_path / "run2"), "--init", str(start),
+                                  "--steps", "1", "--crop", "64", "--batch", "2", "--no-progress",
+                                  "--lambdas", "0.004,0.02"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(checkpoint.load(checkpoint.latest(tmp_path / "run2"))["model_config"])
+    assert got["lambdas"] == [0.004, 0.02] and got["vq_rd"] == 0.25
+    (tmp_path / "junk.safetensors").write_bytes(b"not a weights file")
+    r = CliRunner().invoke(main, ["train", str(folder), "--out", str(tmp_path / "run3"), "--init",
+                                  str(tmp_path / "junk.safetensors"), "--steps", "1"])
+    assert r.exit_code != 0 and "--init" in r.output and "Traceback" not in r.output

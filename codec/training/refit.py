@@ -8,6 +8,10 @@ g_a over the training images (never Kodak) and count:
 * VQ: each (stage, group)'s index frequencies -> ``prior_logits``;
 * binary: P(1) per channel at the checkerboard anchors and P(1 | channel,
   context state) elsewhere (models.BinaryCodec with ``context``).
+
+:func:`design_codebooks` also moves the VQ codebooks (entropy-constrained
+Lloyd iterations). Every fit takes image folders, or the latents of
+:func:`training_latents` so that several fits run g_a once.
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ import torch
 from .. import tiling
 from ..models import CONTEXT_STATES, BinaryCodec, VQCodec, agreement, checkerboard, context_state, neighbour_indices
 from .data import list_images, load_uint8, split
+
+
+class Latents(list):
+    """g_a of training images (a list of (1, M, h, w) tensors), computed once."""
 
 
 def _latents(net, folders, scales=(1.0, 0.5), every: int = 1):
@@ -33,10 +41,26 @@ def _latents(net, folders, scales=(1.0, 0.5), every: int = 1):
 
 
 @torch.no_grad()
+def training_latents(net, folders, every: int = 1) -> Latents:
+    """The latents every fit below would compute from ``folders``, kept.
+    (Valid while g_a is unchanged: the fits here never change it.)"""
+    return Latents(_latents(net, folders, every=every))
+
+
+def _each(net, source, every: int = 1):
+    """The latents of ``source``: folders (computed now) or :class:`Latents`
+    (every n-th image: the two scales of one image are neighbours, so this
+    takes every n-th pair)."""
+    if isinstance(source, Latents):
+        return [y for i, y in enumerate(source) if (i // 2) % every == 0]
+    return _latents(net, source, every=every)
+
+
+@torch.no_grad()
 def refit_vq_prior(net: VQCodec, folders, smoothing: float = 0.5, every: int = 1) -> dict:
     S, G, K = net.cfg.levels, net.groups, net.cfg.codebook
     counts = torch.zeros((S, G, K), dtype=torch.float64)
-    for y in _latents(net, folders, every=every):
+    for y in _each(net, folders, every):
         syms = net.assign(y, S)                                          # (S, 1, G, h, w)
         for s in range(S):
             for g in range(G):
@@ -55,7 +79,7 @@ def fit_binary_context(net: BinaryCodec, folders, smoothing: float = 0.5) -> dic
     a_all = torch.full((M,), 2 * smoothing, dtype=torch.float64)
     c_ones = torch.full((M, CONTEXT_STATES), smoothing, dtype=torch.float64)
     c_all = torch.full((M, CONTEXT_STATES), 2 * smoothing, dtype=torch.float64)
-    for y in _latents(net, folders):
+    for y in _each(net, folders):
         bits = (y >= 0).long()                                           # (1, M, h, w)
         anchor = checkerboard(*bits.shape[-2:])
         a_ones += bits[0][:, anchor].sum(1).double()
@@ -89,18 +113,18 @@ def fit_vq_context(net: VQCodec, folders, iterations: int = 30, every: int = 1) 
         raise ValueError("the VQ model was built without a context model (cfg.context)")
     S, G = net.cfg.levels, net.groups
     pf_all, q_all, k_all = ([[[] for _ in range(G)] for _ in range(S)] for _ in range(3))
-    for y in _latents(net, folders, every=every):
+    for y in _each(net, folders, every):
         syms = net.assign(y, S)
         h, w = syms.shape[-2:]
         rest = ~checkerboard(h, w).numpy()
         for s in range(S):
-            pmf = net._pmfs(s + 1)
+            pmf = net._pmfs(s + 1, s)
             for g in range(G):
                 grid = syms[s, 0, g].numpy()
                 sym = grid[rest]
                 nb = neighbour_indices(grid, rest)  # the copy term alone: share of neighbours equal to sym
                 q = (nb == sym[:, None]).sum(1) / np.maximum((nb >= 0).sum(1), 1)
-                pf_all[s][g].append(pmf[s * G + g][sym])
+                pf_all[s][g].append(pmf[g][sym])
                 q_all[s][g].append(q)
                 k_all[s][g].append(agreement(nb))
     before = after = count = 0.0
@@ -137,15 +161,83 @@ def stage_slopes(net: VQCodec, folders, every: int = 8) -> tuple:
     drop = torch.zeros(S, dtype=torch.float64)
     bits = torch.zeros(S, dtype=torch.float64)
     logp = -torch.log2(net.pmf_int.double() / net.pmf_int.double().sum(-1, keepdim=True))   # (S, G, K)
-    for y in _latents(net, folders, every=every):
+    for y in _each(net, folders, every):
         syms = net.vq(y, torch.tensor([S]))[1]                              # (S, 1, G, h, w)
         before = y
         for s in range(S):
-            after = y - net.vq.lookup(syms[:s + 1], s + 1)
+            after = before - net.vq.lookup(syms[s:s + 1], 1, start=s)
             drop[s] += float(before.pow(2).sum() - after.pow(2).sum())
             bits[s] += float(logp[s].gather(1, syms[s, 0].reshape(net.groups, -1)).sum())
             before = after
     return tuple(float(f"{float(d / b):.6g}") for d, b in zip(drop, bits))
+
+
+@torch.no_grad()
+def design_codebooks(net: VQCodec, folders, iterations: int = 8, smoothing: float = 0.5,
+                     seed: int = 0, every: int = 1) -> dict:
+    """The VQ codebooks redesigned on training latents by entropy-constrained
+    Lloyd iterations (Chou, Lookabaugh and Gray 1989), stage after stage on
+    the residual the earlier stages leave: assign each vector to the entry
+    minimising ||residual - entry||^2 + rd * bits (rd: the stage's
+    ``cfg.vq_rd``, bits: -log2 of the entry's probability; rd 0 is plain
+    k-means), then move each entry to the mean of its vectors and set the
+    probabilities to the counts. An entry nobody picks is revived by
+    splitting the cell with the largest squared error: it moves halfway from
+    that cell's entry towards one of the cell's vectors, and the two share
+    the cell's count. Each iteration lowers the mean error + rd * bits of
+    what it assigns (what the encoder minimises), up to the revivals.
+
+    Sets ``codebooks`` and the factorized prior (the context model's copy
+    weights are then stale: :func:`refit_vq` refits both). ``folders``:
+    image folders or :class:`Latents`; ``every`` n: every n-th image. -> per
+    stage: share of entries used, mean squared error per vector and mean
+    bits per index before and after (rate-weighted assignment under the
+    factorized prior, counted on these latents)."""
+    gen = torch.Generator().manual_seed(seed)
+    vq, S, G, K = net.vq, net.cfg.levels, net.groups, net.cfg.codebook
+    rds = net.cfg.vq_rd_stages()
+    residual = torch.cat([vq._vectors(y)[0] for y in _each(net, folders, every)], 1)   # (G, P, d)
+    report = []
+
+    def measure(book, p, idx):
+        err = float((residual - vq._pick(book, idx)).pow(2).sum(-1).mean())
+        bits = float(-torch.log2(p.gather(1, idx)).mean())
+        used = float(torch.stack([torch.bincount(i, minlength=K) > 0 for i in idx]).double().mean())
+        return {k: float(f"{v:.6g}") for k, v in (("used", used), ("mse", err), ("bits", bits))}
+
+    for s in range(S):
+        book = vq.codebooks[s].detach().clone()
+        p = net.pmf_int[s].double()
+        p = (p / p.sum(-1, keepdim=True)).float()
+        idx = vq._nearest(residual, book, -rds[s] * torch.log2(p))
+        before = measure(book, p, idx)
+        for _ in range(iterations):
+            counts = torch.zeros(G, K)
+            for g in range(G):
+                n = torch.bincount(idx[g], minlength=K).float()
+                sums = torch.zeros_like(book[g]).index_add_(0, idx[g], residual[g])
+                book[g] = torch.where(n[:, None] > 0, sums / n.clamp_min(1)[:, None], book[g])
+                err = (residual[g] - book[g][idx[g]]).pow(2).sum(-1)
+                cell_err = torch.zeros(K, dtype=err.dtype).index_add_(0, idx[g], err)
+                dead = torch.nonzero(n == 0).flatten()
+                for k, parent in zip(dead.tolist(), cell_err.argsort(descending=True)[:len(dead)].tolist()):
+                    members = torch.nonzero(idx[g] == parent).flatten()
+                    if len(members) < 2:
+                        break
+                    v = residual[g, members[torch.randint(len(members), (1,), generator=gen)[0]]]
+                    book[g, k] = book[g, parent] + 0.5 * (v - book[g, parent])
+                    n[k] = n[parent] = n[parent] / 2
+                counts[g] = n
+            p = ((counts + smoothing) / (counts + smoothing).sum(-1, keepdim=True))
+            idx = vq._nearest(residual, book, -rds[s] * torch.log2(p))
+        counts = torch.stack([torch.bincount(i, minlength=K) for i in idx]).double() + smoothing
+        p = counts / counts.sum(-1, keepdim=True)
+        vq.codebooks.data[s] = book
+        net.prior_logits.data[s] = p.log().float()
+        report.append({"stage": s + 1, "before": before, "after": measure(book, p.float(), idx)})
+        residual = residual - vq._pick(book, idx)
+    net.update_tables()
+    return {"iterations": iterations, "every": every, "stages": report}
 
 
 def refit_vq(net: VQCodec, folders, rounds: int = 1, every: int = 1) -> dict:
@@ -157,6 +249,8 @@ def refit_vq(net: VQCodec, folders, rounds: int = 1, every: int = 1) -> dict:
     n-th image in all rounds but the last. -> the last round's figures,
     with the mean bits per index of each round."""
     history = []
+    if rounds > 1 and not isinstance(folders, Latents):
+        folders = training_latents(net, folders)
     for r in range(rounds):
         n = 1 if r == rounds - 1 else every
         res = refit_vq_prior(net, folders, every=n)
