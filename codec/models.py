@@ -387,19 +387,19 @@ class VQCodec(TransformCodec):
         lik = torch.exp(lp * used).permute(1, 0, 2, 3, 4)      # unused stages cost nothing
         return {"x_hat": self.g_s(y_hat), "likelihoods": {"vq": lik}, "aux": aux}
 
-    def rate_cost(self, logp=None):
-        """With a rate weight (``cfg.vq_rd``), the cost per entry (S, G, K)
-        the encoder adds to the squared error when it picks an index: the
-        weight x the entry's bits under the factorized prior (``logp``:
-        log-probabilities, default from ``prior_logits``). None without one.
-        Training uses it, so that the synthesis learns from the indices the
-        encoder (:meth:`assign`, which also weighs the context model's bits)
-        will pick."""
-        rd = self.cfg.vq_rd_stages()
+    def rate_cost(self, logp=None, rd: tuple | None = None):
+        """With a rate weight (``rd``, one per stage; None: ``cfg.vq_rd``),
+        the cost per entry (S, G, K) the encoder adds to the squared error
+        when it picks an index: the weight x the entry's bits under the
+        factorized prior (``logp``: log-probabilities, default from
+        ``prior_logits``). None without one. Training uses it, so that the
+        synthesis learns from the indices the encoder (:meth:`assign`, which
+        also weighs the context model's bits) will pick."""
+        rd = self.cfg.vq_rd_stages() if rd is None else rd
         if not any(rd):
             return None
         logp = F.log_softmax(self.prior_logits, -1) if logp is None else logp
-        return torch.tensor(rd, device=logp.device)[:, None, None] * -logp.detach() / math.log(2)
+        return torch.tensor(rd, device=logp.device, dtype=logp.dtype)[:, None, None] * -logp.detach() / math.log(2)
 
     def update_tables(self) -> None:
         p = torch.softmax(self.prior_logits.detach().double(), -1)
@@ -415,10 +415,15 @@ class VQCodec(TransformCodec):
         self.update_tables()
         return p
 
+    def table_probs(self) -> torch.Tensor:
+        """The coding tables as probabilities (S, G, K), float64."""
+        pmf = self.pmf_int.double()
+        return pmf / pmf.sum(-1, keepdim=True)
+
     def _pmfs(self, n, start: int = 0):
         """The coding pmfs of stages start..n-1, one per (stage, group), in that order."""
-        pmf = self.pmf_int.double()
-        return [(pmf[s, g] / pmf[s, g].sum()).numpy() for s in range(start, n) for g in range(self.groups)]
+        p = self.table_probs()
+        return [p[s, g].numpy() for s in range(start, n) for g in range(self.groups)]
 
     def copy_probs(self, grid: np.ndarray, s: int, g: int, rest: np.ndarray) -> np.ndarray:
         """Probability rows (n_rest, K) of the non-anchor indices of stage s,
@@ -447,8 +452,8 @@ class VQCodec(TransformCodec):
         the encoder's choice alone; the prior is refitted for the choice it
         makes (training/refit.py)."""
         rds = self.cfg.vq_rd_stages() if rd is None else replace(self.cfg, vq_rd=rd).vq_rd_stages()
-        if not any(rds[:n]):
-            return self.vq(y, torch.tensor([n]))[1][:n]
+        if not self.cfg.context or not any(rds[:n]):  # the factorized cost is one per entry: the quantizer's own search
+            return self.vq(y, torch.tensor([n]), self.rate_cost(self.table_probs().log().float(), rds))[1][:n]
         vq = self.vq
         b, _, h, w = y.shape
         anchor = checkerboard(h, w).reshape(-1)
@@ -463,9 +468,6 @@ class VQCodec(TransformCodec):
                 rd = rds[s]
                 for g in range(self.groups):
                     bits_f = torch.from_numpy(-np.log2(pmfs[g])).to(dist)
-                    if not self.cfg.context:
-                        out[s, i, g] = (dist[g] + rd * bits_f).argmin(-1)
-                        continue
                     out[s, i, g, anchor] = (dist[g, anchor] + rd * bits_f).argmin(-1)
                     grid = out[s, i, g].view(h, w).numpy()
                     p = self.copy_probs(grid, s, g, ~anchor.view(h, w).numpy())

@@ -27,14 +27,18 @@ class Latents(list):
     """g_a of training images (a list of (1, M, h, w) tensors), computed once."""
 
 
-def _latents(net, folders, scales=(1.0, 0.5), every: int = 1):
+#: the scales each training image is seen at
+SCALES = (1.0, 0.5)
+
+
+def _latents(net, folders, every: int = 1):
     """g_a of every training image (train split only; with ``every`` n, of
-    every n-th), at a few scales."""
+    every n-th), at each of ``SCALES``."""
     import torch.nn.functional as F
     train, _ = split(list_images(folders))
     for p in train[::every]:
         x = load_uint8(p)[None].float()
-        for s in scales:
+        for s in SCALES:
             xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", antialias=True)
             rgb = xs[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
             yield tiling.analyse(net, rgb, tiling.DEFAULT_TILE)
@@ -49,10 +53,10 @@ def training_latents(net, folders, every: int = 1) -> Latents:
 
 def _each(net, source, every: int = 1):
     """The latents of ``source``: folders (computed now) or :class:`Latents`
-    (every n-th image: the two scales of one image are neighbours, so this
-    takes every n-th pair)."""
+    (every n-th image: the scales of one image are neighbours, so this takes
+    every n-th group of ``len(SCALES)``)."""
     if isinstance(source, Latents):
-        return [y for i, y in enumerate(source) if (i // 2) % every == 0]
+        return [y for i, y in enumerate(source) if (i // len(SCALES)) % every == 0]
     return _latents(net, source, every=every)
 
 
@@ -160,7 +164,7 @@ def stage_slopes(net: VQCodec, folders, every: int = 8) -> tuple:
     S = net.cfg.levels
     drop = torch.zeros(S, dtype=torch.float64)
     bits = torch.zeros(S, dtype=torch.float64)
-    logp = -torch.log2(net.pmf_int.double() / net.pmf_int.double().sum(-1, keepdim=True))   # (S, G, K)
+    logp = -torch.log2(net.table_probs())                                # (S, G, K)
     for y in _each(net, folders, every):
         syms = net.vq(y, torch.tensor([S]))[1]                              # (S, 1, G, h, w)
         before = y
@@ -207,8 +211,7 @@ def design_codebooks(net: VQCodec, folders, iterations: int = 8, smoothing: floa
 
     for s in range(S):
         book = vq.codebooks[s].detach().clone()
-        p = net.pmf_int[s].double()
-        p = (p / p.sum(-1, keepdim=True)).float()
+        p = net.table_probs()[s].float()
         idx = vq._nearest(residual, book, -rds[s] * torch.log2(p))
         before = measure(book, p, idx)
         for _ in range(iterations):
