@@ -25,7 +25,12 @@ def test_corruption_draws_noise_levels_and_holes_in_range():
     assert ((sigma >= 0) & (sigma <= restore.SIGMA_MAX)).all() and (sigma == 0).any() and (sigma > 0).any()
     holes = (known == 0).flatten(1).any(1)
     assert holes.any() and not holes.all()
-    assert torch.equal(noisy[sigma == 0], x[sigma == 0])
+    # noisy crops are 8-bit images: clipped, on the 1/255 grid, and without noise only rounded
+    assert noisy.min() >= 0 and noisy.max() <= 1
+    assert torch.equal(noisy, (noisy * 255).round() / 255)
+    assert torch.equal(noisy[sigma == 0], (x[sigma == 0] * 255).round() / 255)
+    big = sigma > 30
+    assert (noisy[big] == 0).any() and (noisy[big] == 1).any()
 
 
 def test_estimate_sigma_finds_the_noise_level():
