@@ -65,9 +65,10 @@ def vq_usage(paths, model="vq-residual") -> dict:
         h = float(np.mean([-(pg[pg > 0] * np.log2(pg[pg > 0])).sum() for pg in p]))
         bits_stage = (coded_bits[s] - prev) / n_pos
         prev = coded_bits[s]
-        stages.append({"stage": s + 1, "used_share": float((counts[s] > 0).mean()),
+        size = net.vq.sizes[s]
+        stages.append({"stage": s + 1, "entries": size, "used_share": float((counts[s, :, :size] > 0).mean()),
                        "perplexity": float(2 ** h),
-                       "raw_bits_per_index": math.log2(K),
+                       "raw_bits_per_index": math.log2(size),
                        "empirical_entropy_bits": h, "coded_bits_per_index": float(bits_stage)})
     return {"model": lm.model_id, "codebook": K, "groups": G, "stages": stages,
             "indices_per_stage": int(n_pos)}
@@ -142,7 +143,8 @@ def main() -> None:
     v = res["vq"]
     print(f"VQ {v['model']}: K={v['codebook']}, {v['groups']} groups, {v['indices_per_stage']} indices per stage")
     for s in v["stages"]:
-        print(f"  stage {s['stage']}: used {100 * s['used_share']:.1f}% of entries per group, "
+        print(f"  stage {s['stage']}: used {100 * s['used_share']:.1f}% of its {s.get('entries', v['codebook'])} "
+              f"entries per group, "
               f"perplexity {s['perplexity']:.1f} per group, bits/index raw {s['raw_bits_per_index']:.2f} entropy "
               f"{s['empirical_entropy_bits']:.2f} coded {s['coded_bits_per_index']:.2f}")
     for r in res["binary"]["qualities"]:

@@ -817,9 +817,13 @@ def anomaly_score(inputs, detector, map_dir, as_json, force):
 @click.option("--codebooks", type=click.IntRange(0, 100), default=0, show_default=True,
               help="VQ: first redesign the codebooks by this many entropy-constrained Lloyd iterations "
                    "per stage (refit.design_codebooks; 0: keep them).")
+@click.option("--sizes", default="",
+              help="VQ: entries in use per stage, comma-separated (e.g. 256,1024,1024,1024,1024,1024): "
+                   "each codebook is sorted by probability and cut (or grown) to its size, before "
+                   "--codebooks redesigns it.")
 @click.option("-f", "--force", is_flag=True)
 @guarded
-def refit(model, data, out, context, rd, rd_relative, rounds, every, codebooks, force):
+def refit(model, data, out, context, rd, rd_relative, rounds, every, codebooks, sizes, force):
     """Refit a discrete codec's prior by counting symbols on training images."""
     from dataclasses import replace
 
@@ -831,8 +835,9 @@ def refit(model, data, out, context, rd, rd_relative, rounds, every, codebooks, 
         raise Failure(f"{out} already exists; pass -f/--force to overwrite it")
     lm = load_model(model)
     net = lm.net
-    if lm.config.arch != "vq" and (rd is not None or rd_relative is not None or rounds is not None or codebooks):
-        raise Failure("--rd, --rd-relative, --rounds and --codebooks apply to VQ models only")
+    if lm.config.arch != "vq" and (rd is not None or rd_relative is not None or rounds is not None or codebooks
+                                   or sizes):
+        raise Failure("--rd, --rd-relative, --rounds, --codebooks and --sizes apply to VQ models only")
     if rd is not None and rd_relative is not None:
         raise Failure("give --rd or --rd-relative, not both")
     if lm.config.arch == "vq":
@@ -843,6 +848,15 @@ def refit(model, data, out, context, rd, rd_relative, rounds, every, codebooks, 
             rd = tuple(float(f"{rd_relative * v:.6g}") for v in rf.stage_slopes(net, latents))
         if rd is not None:
             net.cfg = replace(net.cfg, vq_rd=rd)
+        if sizes:
+            try:
+                parsed = [int(v) for v in sizes.split(",")]
+            except ValueError:
+                raise Failure(f"--sizes: give whole numbers separated by commas, got {sizes!r}") from None
+            try:
+                net.resize(parsed)
+            except ValueError as exc:
+                raise Failure(f"--sizes: {exc}") from None
         design = rf.design_codebooks(net, latents, codebooks, every=every) if codebooks else None
         res = rf.refit_vq(net, latents, rounds or (3 if any(net.cfg.vq_rd_stages()) else 1), every)
         if rd_relative is not None:

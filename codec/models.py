@@ -45,6 +45,7 @@ class ModelConfig:
     vq_dim: int = 4          # vq: length of each quantized vector (M is split into M / vq_dim)
     context: bool = False    # binary: checkerboard context model for the bits
     vq_rd: float | tuple = 0.0  # vq: the encoder's rate weight(s) when it picks indices (VQCodec.assign)
+    vq_sizes: tuple = ()     # vq: entries in use per stage (the first n of each codebook; empty: all)
 
     @property
     def levels(self) -> int:
@@ -54,10 +55,16 @@ class ModelConfig:
         """``vq_rd`` as one weight per stage."""
         return tuple(self.vq_rd) if isinstance(self.vq_rd, (tuple, list)) else (self.vq_rd,) * self.levels
 
+    def vq_stage_sizes(self) -> tuple:
+        """Entries in use in each stage's codebooks (``vq_sizes``, or all ``codebook``)."""
+        return tuple(self.vq_sizes) if self.vq_sizes else (self.codebook,) * self.levels
+
     def to_json(self) -> str:
         d = asdict(self)
         if not any(self.vq_rd_stages()):   # as files written before it existed
             del d["vq_rd"]
+        if not self.vq_sizes:
+            del d["vq_sizes"]
         return json.dumps(d, sort_keys=True)
 
     @classmethod
@@ -66,6 +73,7 @@ class ModelConfig:
         d["lambdas"] = tuple(d["lambdas"])
         if isinstance(d.get("vq_rd"), list):
             d["vq_rd"] = tuple(d["vq_rd"])
+        d["vq_sizes"] = tuple(d.get("vq_sizes", ()))
         return cls(**d)
 
 
@@ -342,7 +350,9 @@ class HyperpriorCodec(TransformCodec):
 class VQCodec(TransformCodec):
     """VQ-VAE codec: g_a -> residual VQ (quantizers.ResidualVQ) -> g_s.
 
-    Quality n (1..S, rounded) uses the first n stages. The indices are coded
+    Quality n (1..S, rounded) uses the first n stages; stage s uses the first
+    ``cfg.vq_sizes[s]`` entries of its codebooks (all by default; see
+    :meth:`resize`). The indices are coded
     by constriction under a factorized categorical prior, one pmf per
     (stage, group), frozen to an integer table (``pmf_int``, counts out of
     2^16) before coding. With ``cfg.context`` a checkerboard context model
@@ -364,7 +374,7 @@ class VQCodec(TransformCodec):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
         from .quantizers import ResidualVQ
-        self.vq = ResidualVQ(cfg.M, cfg.vq_dim, cfg.codebook, cfg.levels)
+        self.vq = ResidualVQ(cfg.M, cfg.vq_dim, cfg.codebook, cfg.levels, sizes=cfg.vq_stage_sizes())
         self.groups = cfg.M // cfg.vq_dim
         self.prior_logits = nn.Parameter(torch.zeros(cfg.levels, self.groups, cfg.codebook))
         self.register_buffer("pmf_int", torch.ones(cfg.levels, self.groups, cfg.codebook, dtype=torch.int32))
@@ -401,9 +411,14 @@ class VQCodec(TransformCodec):
         logp = F.log_softmax(self.prior_logits, -1) if logp is None else logp
         return torch.tensor(rd, device=logp.device, dtype=logp.dtype)[:, None, None] * -logp.detach() / math.log(2)
 
+    def _in_use(self) -> torch.Tensor:
+        """(S, 1, K) True for the entries each stage uses (``cfg.vq_sizes``)."""
+        sizes = torch.tensor(self.vq.sizes)
+        return (torch.arange(self.cfg.codebook)[None, :] < sizes[:, None])[:, None, :]
+
     def update_tables(self) -> None:
         p = torch.softmax(self.prior_logits.detach().double(), -1)
-        self.pmf_int.copy_((p * 65536).round().clamp_min(1).to(torch.int32))
+        self.pmf_int.copy_((p * 65536).round().clamp_min(1).to(torch.int32) * self._in_use())
 
     @torch.no_grad()
     def set_prior(self, counts: torch.Tensor, smoothing: float = 0.5) -> torch.Tensor:
@@ -416,23 +431,45 @@ class VQCodec(TransformCodec):
         return p
 
     def table_probs(self) -> torch.Tensor:
-        """The coding tables as probabilities (S, G, K), float64."""
-        pmf = self.pmf_int.double()
+        """The coding tables as probabilities (S, G, K), float64 (0 past a
+        stage's size)."""
+        pmf = self.pmf_int.double() * self._in_use()
         return pmf / pmf.sum(-1, keepdim=True)
 
     def _pmfs(self, n, start: int = 0):
-        """The coding pmfs of stages start..n-1, one per (stage, group), in that order."""
+        """The coding pmfs of stages start..n-1, one per (stage, group), in
+        that order, each over the stage's entries in use."""
         p = self.table_probs()
-        return [p[s, g].numpy() for s in range(start, n) for g in range(self.groups)]
+        return [p[s, g, :self.vq.sizes[s]].numpy() for s in range(start, n) for g in range(self.groups)]
+
+    @torch.no_grad()
+    def resize(self, sizes) -> None:
+        """Use the first ``sizes[s]`` entries of stage s's codebooks. Each
+        codebook is first sorted by its entry's probability (most probable
+        first; the prior moves with it), so a smaller size keeps the entries
+        the encoder picks most; a larger one brings unused entries back in
+        (refit.design_codebooks revives them). The context model's copy
+        weights do not depend on the order."""
+        sizes = tuple(int(k) for k in sizes)
+        if len(sizes) != self.cfg.levels or not all(1 <= k <= self.cfg.codebook for k in sizes):
+            raise ValueError(f"give one codebook size in 1..{self.cfg.codebook} per stage "
+                             f"({self.cfg.levels}), got {list(sizes)}")
+        order = torch.sort(self.table_probs(), stable=True, dim=-1, descending=True).indices     # (S, G, K)
+        for t in (self.vq.codebooks, self.prior_logits):
+            t.data.copy_(torch.gather(t.data, 2, order[..., None].expand_as(t) if t.dim() == 4 else order))
+        self.vq.idle.zero_()
+        self.cfg = replace(self.cfg, vq_sizes=sizes if sizes != (self.cfg.codebook,) * self.cfg.levels else ())
+        self.vq.sizes = self.cfg.vq_stage_sizes()
+        self.update_tables()
 
     def copy_probs(self, grid: np.ndarray, s: int, g: int, rest: np.ndarray) -> np.ndarray:
-        """Probability rows (n_rest, K) of the non-anchor indices of stage s,
+        """Probability rows (n_rest, stage s's size) of the non-anchor indices of stage s,
         group g, from the anchors' indices in ``grid`` (h, w)."""
         pf = self._pmfs(s + 1, s)[g]
         nb = neighbour_indices(grid, rest)
         table = self.copy_int[s, g].numpy().astype(np.float64) / 65536.0
         a = (table[agreement(nb)] if table.ndim else np.full(len(nb), float(table)))[:, None]
-        counts = np.zeros((len(nb), self.cfg.codebook))
+        counts = np.zeros((len(nb), len(pf)))
         for j in range(4):
             ok = nb[:, j] >= 0
             np.add.at(counts, (np.nonzero(ok)[0], nb[ok, j]), 1.0)
@@ -461,7 +498,7 @@ class VQCodec(TransformCodec):
         for i in range(b):
             residual, _ = vq._vectors(y[i:i + 1])                       # (G, h*w, d)
             for s in range(n):
-                book = vq.codebooks[s]
+                book = vq.book(s)
                 dist = (residual.pow(2).sum(-1, keepdim=True) - 2 * residual @ book.transpose(1, 2)
                         + book.pow(2).sum(-1)[:, None, :])               # (G, h*w, K)
                 pmfs = self._pmfs(s + 1, s)
@@ -492,9 +529,17 @@ class VQCodec(TransformCodec):
         grids = [syms[s, 0, g].numpy() for s in range(n) for g in range(self.groups)]
         rows = [gr[anchor] for gr in grids]
         rest_syms = np.concatenate([gr[~anchor] for gr in grids])
-        probs = np.concatenate([self.copy_probs(gr, i // self.groups, i % self.groups, ~anchor)
-                                for i, gr in enumerate(grids)])
-        return coding.encode_rows_then_categorical(rows, self._pmfs(n), rest_syms, probs), y_hat
+        return coding.encode_rows_then_categorical(rows, self._pmfs(n), rest_syms, self._rest_probs(grids, anchor)), y_hat
+
+    def _rest_probs(self, grids, anchor: np.ndarray) -> np.ndarray:
+        """The probability rows of every non-anchor index of ``grids`` (one
+        (h, w) grid per (stage, group), in that order), for one batched
+        categorical: rows of stages with fewer entries in use are padded with
+        zeros (never coded symbols; constriction still gives them its
+        smallest probability, a loss of ~1e-4 bits per index)."""
+        k = self.cfg.codebook
+        parts = [self.copy_probs(gr, i // self.groups, i % self.groups, ~anchor) for i, gr in enumerate(grids)]
+        return np.concatenate([np.pad(p, ((0, 0), (0, k - p.shape[1]))) for p in parts])
 
     def decode_side(self, data, hp, wp, quality):
         if data:
@@ -516,8 +561,7 @@ class VQCodec(TransformCodec):
         def probs_of(rows):
             for i, row in enumerate(rows):
                 grids[i][anchor] = row
-            return np.concatenate([self.copy_probs(gr, i // self.groups, i % self.groups, ~anchor)
-                                   for i, gr in enumerate(grids)])
+            return self._rest_probs(grids, anchor)
 
         _, rest = coding.decode_rows_then_categorical(data, [k] * (n * self.groups), self._pmfs(n), probs_of)
         grids[:, ~anchor] = rest.reshape(n * self.groups, -1)

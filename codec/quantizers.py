@@ -19,17 +19,23 @@ class ResidualVQ(nn.Module):
     different channels). Stage s replaces the residual left by stages < s
     with its nearest entry of codebook (s, g) (K entries). Using the first
     n stages gives n * G * log2(K) raw bits per position: one model, several
-    rates. Training: straight-through estimator, codebook and commitment
+    rates. ``sizes``: the entries in use in each stage (the first n of its
+    codebooks; None: all K), so that a stage whose indices are coded under a
+    steep prior need not carry entries no encoder picks (entropy-constrained
+    VQ design prunes them: Chou, Lookabaugh and Gray 1989). Training: straight-through estimator, codebook and commitment
     losses, codebooks initialised from the first batch's residuals (or by
     k-means, :meth:`kmeans_init`), and dead entries (unused for
     ``revive_after`` batches) re-seeded from residuals of the current batch.
     """
 
     def __init__(self, channels: int, dim: int, codebook: int, stages: int,
-                 beta: float = 0.25, revive_after: int = 50) -> None:
+                 beta: float = 0.25, revive_after: int = 50, sizes=None) -> None:
         super().__init__()
         if channels % dim:
             raise ValueError(f"latent channels {channels} must be a multiple of vq_dim {dim}")
+        self.sizes = tuple(sizes) if sizes else (codebook,) * stages
+        if len(self.sizes) != stages or not all(1 <= k <= codebook for k in self.sizes):
+            raise ValueError(f"vq_sizes must give one size in 1..{codebook} per stage ({stages}), got {sizes!r}")
         self.dim, self.k, self.stages, self.beta = dim, codebook, stages, beta
         self.groups = channels // dim
         self.codebooks = nn.Parameter(torch.randn(stages, self.groups, codebook, dim) * 0.1)
@@ -47,6 +53,10 @@ class ResidualVQ(nn.Module):
         if self.idle.shape != (self.stages, self.groups, self.k):  # weights.load resized it to an old file's
             self.idle = torch.zeros(self.stages, self.groups, self.k)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def book(self, s: int) -> torch.Tensor:
+        """Stage s's codebooks as used: (G, sizes[s], d)."""
+        return self.codebooks[s, :, :self.sizes[s]]
 
     def _vectors(self, y):  # (B, M, H, W) -> (G, B*H*W, dim), and the layout to undo it
         b, m, h, w = y.shape
@@ -88,8 +98,8 @@ class ResidualVQ(nn.Module):
         residual, q_total, aux = v, torch.zeros_like(v), v.new_zeros(())
         syms = []
         for s in range(self.stages):
-            book = self.codebooks[s]
-            idx = self._nearest(residual.detach(), book.detach(), None if cost is None else cost[s])
+            book = self.book(s)
+            idx = self._nearest(residual.detach(), book.detach(), None if cost is None else cost[s, :, :self.sizes[s]])
             q = self._pick(book, idx)
             active = use[s].repeat_interleave(per)
             mask = active[None, :, None].to(v.dtype)
@@ -110,7 +120,7 @@ class ResidualVQ(nn.Module):
         for s in range(self.stages):
             pick = torch.randint(residual.shape[1], (self.k,))
             self.codebooks[s].copy_(residual[:, pick])
-            residual = residual - self._pick(self.codebooks[s], self._nearest(residual, self.codebooks[s]))
+            residual = residual - self._pick(self.book(s), self._nearest(residual, self.book(s)))
         self.initialised.fill_(True)
 
     @torch.no_grad()
@@ -122,28 +132,31 @@ class ResidualVQ(nn.Module):
         n = residual.shape[1]
         counts = torch.zeros(self.stages, self.groups, self.k)
         for s in range(self.stages):
-            book = residual[:, torch.randperm(n, generator=gen)[:self.k]].clone()
+            k = self.sizes[s]
+            book = residual[:, torch.randperm(n, generator=gen)[:k]].clone()
             for _ in range(iters):
                 idx = self._nearest(residual, book)
                 for g in range(self.groups):
                     sums = torch.zeros_like(book[g]).index_add_(0, idx[g], residual[g])
-                    num = torch.bincount(idx[g], minlength=self.k).to(sums.dtype)
-                    reseed = residual[g, torch.randint(n, (self.k,), generator=gen)]
+                    num = torch.bincount(idx[g], minlength=k).to(sums.dtype)
+                    reseed = residual[g, torch.randint(n, (k,), generator=gen)]
                     book[g] = torch.where(num[:, None] > 0, sums / num.clamp_min(1)[:, None], reseed)
             idx = self._nearest(residual, book)
             for g in range(self.groups):
-                counts[s, g] = torch.bincount(idx[g], minlength=self.k).float()
-            self.codebooks[s].copy_(book)
+                counts[s, g, :k] = torch.bincount(idx[g], minlength=k).float()
+            self.codebooks[s, :, :k] = book
             residual = residual - self._pick(book, idx)
         self.initialised.fill_(True)
         return counts
 
     @torch.no_grad()
     def _track(self, s, idx, active, residual_in):
+        k = self.sizes[s]
         for g in range(self.groups):
-            used = torch.bincount(idx[g][active], minlength=self.k) > 0
-            self.idle[s, g] = torch.where(used, torch.zeros_like(self.idle[s, g]), self.idle[s, g] + 1)
-            dead = torch.nonzero(self.idle[s, g] >= self.revive_after).flatten()
+            used = torch.bincount(idx[g][active], minlength=k) > 0
+            self.idle[s, g, :k] = torch.where(used, torch.zeros_like(used, dtype=self.idle.dtype),
+                                              self.idle[s, g, :k] + 1)
+            dead = torch.nonzero(self.idle[s, g, :k] >= self.revive_after).flatten()
             if len(dead) and active.any():
                 pool = residual_in[g][active]
                 self.codebooks[s, g][dead] = pool[torch.randint(len(pool), (len(dead),))]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import codec
-from codec import weights
+from codec import container, weights
 from codec.models import BinaryCodec, ModelConfig, VQCodec
 from codec.training import checkpoint
 from codec.training.loop import TrainConfig, train
@@ -458,3 +458,78 @@ def test_training_picks_the_indices_the_rate_weighted_encoder_codes(vq_file, fol
     net.cfg = replace(net.cfg, vq_rd=5e-5)
     picked = net.vq(y, torch.tensor([S]), net.rate_cost())[1]
     assert torch.equal(picked, net.assign(y, S)) and not torch.equal(picked, nearest)
+
+
+def test_resizing_keeps_the_most_probable_entries_and_full_size_changes_no_pixel(vq_file, folder_of, photo, tmp_path):
+    from codec.training.refit import refit_vq_prior
+    net = weights.load(vq_file).net
+    refit_vq_prior(net, [folder_of])
+    before = assert_round_trips_exactly(photo, weights.save(net, tmp_path / "a.safetensors", "vq-a"), 3)[0]
+    p0 = net.table_probs()
+    top = torch.sort(p0[0], stable=True, dim=-1, descending=True)
+    books = net.vq.codebooks[0].detach().clone()
+    net.resize([VQ_CFG.codebook] * VQ_CFG.levels)          # full size: entries sorted, nothing else
+    assert net.cfg.vq_sizes == () and torch.allclose(net.table_probs()[0], top.values)
+    assert torch.equal(net.vq.codebooks[0], torch.gather(books, 1, top.indices[..., None].expand_as(books)))
+    after = codec.encode(photo, quality=3, model=weights.save(net, tmp_path / "b.safetensors", "vq-b"))
+    assert np.array_equal(after.picture.rgb, before.picture.rgb)
+    net.resize([4, 16, 8])
+    assert net.cfg.vq_sizes == (4, 16, 8) and net.vq.sizes == (4, 16, 8)
+    p = net.table_probs()
+    assert (p[0, :, 4:] == 0).all() and (p[2, :, 8:] == 0).all() and torch.allclose(p.sum(-1), torch.ones_like(p[..., 0]))
+    with pytest.raises(ValueError, match="one codebook size in 1..16 per stage"):
+        net.resize([4, 16])
+    with pytest.raises(ValueError, match="per stage"):
+        net.resize([0, 16, 16])
+
+
+@pytest.mark.parametrize("context", [False, True])
+def test_vq_with_smaller_stages_picks_and_codes_only_their_entries(vq_file, folder_of, photo, tmp_path, context):
+    from codec.training.refit import design_codebooks, refit_vq, training_latents, with_context
+    net = weights.load(vq_file).net
+    net = with_context(net) if context else net
+    net.cfg = replace_cfg(net.cfg, vq_rd=5e-5)
+    net.resize([4, 16, 8])
+    latents = training_latents(net, [folder_of])
+    res = design_codebooks(net, latents, iterations=2)
+    assert res["stages"][0]["after"]["used"] == 1.0      # the share of the 4 entries in use
+    refit_vq(net, latents, rounds=1)
+    x = torch.from_numpy(photo[:64, :96]).permute(2, 0, 1)[None].float() / 255
+    y = net.g_a(x)
+    syms = net.assign(y, 3)
+    assert syms[0].max() < 4 and syms[2].max() < 8 and syms[1].max() >= 8
+    assert (net.vq(y, torch.tensor([3]))[1][0] < 4).all()   # the quantizer's own search too
+    path = weights.save(net, tmp_path / "small.safetensors", "vq-small")
+    lm = weights.load(path)
+    assert lm.config.vq_sizes == (4, 16, 8) and lm.net.vq.sizes == (4, 16, 8)
+    assert '"vq_sizes": [4, 16, 8]' in weights.file_metadata(path)["config"]
+    for q in (1, 3):
+        assert_round_trips_exactly(photo, path, q)
+    # the coder spends what the 4-entry pmfs say the indices cost (within ANS's 32-bit words)
+    one = codec.encode(photo, quality=1, model=path, tile=0)
+    if not context:
+        from codec import tiling
+        first = lm.net.assign(tiling.analyse(lm.net, photo, 0), 1)[0, 0]          # (G, h, w)
+        p = lm.net.table_probs()[0]
+        ideal = float(-torch.log2(torch.stack([p[g][first[g].reshape(-1)] for g in range(lm.net.groups)])).sum())
+        side, crcs, indices = container.unpack(one.data)[0].stream_lengths
+        assert side == 0 and ideal - 1 <= 8 * indices <= ideal + 64
+
+
+def test_refit_cli_sizes(vq_file, bin_file, folder_of, photo, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import main
+    out = tmp_path / "s.safetensors"
+    r = CliRunner().invoke(main, ["refit", str(vq_file), str(folder_of), "-o", str(out), "--rd", "5e-5",
+                                  "--sizes", "4,16,8", "--codebooks", "2", "--rounds", "1"])
+    assert r.exit_code == 0, r.output
+    assert weights.load(out).config.vq_sizes == (4, 16, 8)
+    assert_round_trips_exactly(photo, out, 2)
+    for bad in ("4,16", "4,x,8", "4,99,8"):
+        r = CliRunner().invoke(main, ["refit", str(vq_file), str(folder_of), "-o", str(tmp_path / "t.safetensors"),
+                                      "--sizes", bad])
+        assert r.exit_code == 1 and r.stderr.startswith("aecodec: error: --sizes") and len(r.stderr.strip().splitlines()) == 1
+    r = CliRunner().invoke(main, ["refit", str(bin_file), str(folder_of), "-o", str(tmp_path / "b.safetensors"),
+                                  "--sizes", "4,16,8"])
+    assert r.exit_code == 1 and "VQ models only" in r.stderr

@@ -198,20 +198,22 @@ def design_codebooks(net: VQCodec, folders, iterations: int = 8, smoothing: floa
     bits per index before and after (rate-weighted assignment under the
     factorized prior, counted on these latents)."""
     gen = torch.Generator().manual_seed(seed)
-    vq, S, G, K = net.vq, net.cfg.levels, net.groups, net.cfg.codebook
+    vq, S, G = net.vq, net.cfg.levels, net.groups
     rds = net.cfg.vq_rd_stages()
     residual = torch.cat([vq._vectors(y)[0] for y in _each(net, folders, every)], 1)   # (G, P, d)
     report = []
 
     def measure(book, p, idx):
+        K = book.shape[1]
         err = float((residual - vq._pick(book, idx)).pow(2).sum(-1).mean())
         bits = float(-torch.log2(p.gather(1, idx)).mean())
         used = float(torch.stack([torch.bincount(i, minlength=K) > 0 for i in idx]).double().mean())
         return {k: float(f"{v:.6g}") for k, v in (("used", used), ("mse", err), ("bits", bits))}
 
     for s in range(S):
-        book = vq.codebooks[s].detach().clone()
-        p = net.table_probs()[s].float()
+        K = vq.sizes[s]
+        book = vq.book(s).detach().clone()
+        p = net.table_probs()[s, :, :K].float()
         idx = vq._nearest(residual, book, -rds[s] * torch.log2(p))
         before = measure(book, p, idx)
         for _ in range(iterations):
@@ -235,8 +237,9 @@ def design_codebooks(net: VQCodec, folders, iterations: int = 8, smoothing: floa
             idx = vq._nearest(residual, book, -rds[s] * torch.log2(p))
         counts = torch.stack([torch.bincount(i, minlength=K) for i in idx]).double() + smoothing
         p = counts / counts.sum(-1, keepdim=True)
-        vq.codebooks.data[s] = book
-        net.prior_logits.data[s] = p.log().float()
+        vq.codebooks.data[s, :, :K] = book
+        net.prior_logits.data[s, :, :K] = p.log().float()
+        net.prior_logits.data[s, :, K:] = -30.0   # (not in use: never picked or coded)
         report.append({"stage": s + 1, "before": before, "after": measure(book, p.float(), idx)})
         residual = residual - vq._pick(book, idx)
     net.update_tables()
