@@ -35,7 +35,7 @@ def compress(image, quality: float = 4, model=None, max_pixels=DEFAULT_MAX_PIXEL
     the analysis transform on the GPU (decoding stays exact on the CPU).
     ``precision`` "fp32" or "bf16": the synthesis arithmetic every decoder
     of the file will use; None picks bf16 where the CPU has it natively.
-    ``effort``: steps of encoder-side latent refinement (scalar codec):
+    ``effort``: steps of encoder-side latent refinement (scalar and VQ codecs):
     smaller files at the same quality for more encoding time."""
     from .pipeline import encode as _encode
     return _encode(image, quality=quality, model=model, max_pixels=max_pixels, device=device,

@@ -74,16 +74,16 @@ def encode(image, quality: float = 4, model=None,
     ``device``: where the analysis transform runs ("cpu" or "cuda").
     ``precision``: synthesis arithmetic, "fp32" or "bf16"; None: bf16 where
     the CPU does bfloat16 natively (recorded in the file's flags).
-    ``effort``: steps of encoder-side latent refinement (scalar codec only;
-    about 0.7 s per step per megapixel on 2 CPU cores; the decoder is unchanged)."""
+    ``effort``: steps of encoder-side latent refinement (scalar and VQ
+    codecs; about 0.7 s per step per megapixel on 2 CPU cores; the decoder is unchanged)."""
     if tile < 0 or tile % 64 or tile // 64 > 65535:
         raise ValueError(f"tile must be a multiple of 64 pixels, got {tile}")
     precision = tiling.check_precision(precision)
     lm = load_model(model)
     if not isinstance(effort, int) or effort < 0:
         raise ValueError(f"effort must be a whole number of steps >= 0, got {effort!r}")
-    if effort and lm.net.latent_kind != "scalar":
-        raise ValueError(f"effort (latent refinement) needs the scalar hyperprior codec; "
+    if effort and lm.net.latent_kind not in ("scalar", "vq"):
+        raise ValueError(f"effort (latent refinement) needs a scalar or VQ latent; "
                          f"{lm.model_id!r} has a {lm.net.latent_kind} latent")
     pic = io.load(image, max_pixels=max_pixels)
     q = _quality(quality)

@@ -10,12 +10,21 @@ Yang, Bamler & Mandt 2020, "Improving inference for neural image
 compression"). The less trained the analysis transform, the more there is
 to gain. Only the encoder changes: a refined file decodes with any aecodec.
 
+VQ latents refine the same way: the residual VQ's rate-weighted search picks
+the indices, the synthesis sees their entries with straight-through
+gradients, and the rate is the indices' bits under the factorized prior; the
+encoder then codes the best iterate as always (under the context model). The
+indices change only where the latent crosses a cell boundary, so the step is
+larger (``LR_VQ``).
+
 Large images are refined window by window (``WINDOW`` pixels plus the
 transforms' context margin), so memory stays bounded like the rest of the
 encoder.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -26,6 +35,7 @@ from .tiling import G_MARGIN, _grow, _to_tensor, _window, default_precision, pad
 
 WINDOW = 1024
 LR = 0.003
+LR_VQ = 0.01
 
 
 def objective(net, y, x, valid, quality: torch.Tensor, bf16: bool = False):
@@ -35,6 +45,8 @@ def objective(net, y, x, valid, quality: torch.Tensor, bf16: bool = False):
     ``bf16``: run the synthesis under bfloat16 autocast (twice as fast where
     the CPU has bfloat16; the same files to within a few bytes on Kodak);
     the rate terms stay in float32."""
+    if net.latent_kind == "vq":
+        return _vq_objective(net, y, x, valid, quality, bf16)
     g = net.gains(quality)
     lat = net.latent
     eb, gc = lat.z.entropy_bottleneck, lat.y.gaussian
@@ -47,28 +59,47 @@ def objective(net, y, x, valid, quality: torch.Tensor, bf16: bool = False):
     y_hat = quantize_ste(y - means) + means
     y_lik = gc._likelihood(y_hat, gc.lower_bound_scale(scales), means)
     bits = -torch.log2(eb.likelihood_lower_bound(z_lik)).sum() - torch.log2(gc.likelihood_lower_bound(y_lik)).sum()
+    return _rd(net, y_hat * g["y_inv"], bits, x, valid, quality, bf16)
+
+
+def _rd(net, y_in, bits, x, valid, quality, bf16):
+    """(loss, bpp, mse) of synthesising ``y_in`` at ``bits`` for ``x``."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        x_hat = net.g_s(y_hat * g["y_inv"]).float()
+        x_hat = net.g_s(y_in).float()
     n = valid.sum()
     mse = ((x_hat - x) ** 2 * valid).sum() / (3 * n)
     bpp = bits / n
     return bpp + net.lmbda(quality)[0] * 255 ** 2 * mse, bpp, mse
 
 
-def refine(net, rgb, y: torch.Tensor, quality: float, steps: int, lr: float = LR,
+def _vq_objective(net, y, x, valid, quality, bf16):
+    """:func:`objective` of a VQ latent: the quantizer's rate-weighted search
+    under the factorized prior, entries with straight-through gradients."""
+    n = int(net.stages(quality))
+    logp = net.table_probs().log().float()                              # (S, G, K)
+    syms = net.vq(y.detach(), torch.tensor([n]), net.rate_cost(logp))[1][:n]   # (n, 1, G, h, w)
+    y_hat = net.vq.lookup(syms, n) + (y - y.detach())
+    g = torch.arange(net.groups)[None, :, None, None]
+    bits = -sum(logp[s][g, syms[s]].sum() for s in range(n)) / math.log(2)
+    return _rd(net, y_hat, bits, x, valid, quality, bf16)
+
+
+def refine(net, rgb, y: torch.Tensor, quality: float, steps: int, lr: float | None = None,
            window: int = WINDOW) -> torch.Tensor:
     """``y`` (1, M, Hp/16, Wp/16) from ``tiling.analyse`` (before gains) ->
     a refined copy: ``steps`` Adam steps per window, keeping the iterate with
-    the lowest objective."""
+    the lowest objective (``lr`` None: ``LR``, or ``LR_VQ`` for VQ)."""
     if steps <= 0:
         return y
+    vq = net.latent_kind == "vq"
+    lr = (LR_VQ if vq else LR) if lr is None else lr
     height, width = rgb.shape[:2]
     hp, wp = padded_size(net, height, width)
     q = torch.tensor([float(quality)])
     bf16 = default_precision() == "bf16"
     parts = []
     with torch.inference_mode(False), torch.enable_grad():
-        gain = net.gains(q)["y"].detach()
+        gain = torch.ones(()) if vq else net.gains(q)["y"].detach()
         for t, l, h, w in rects(hp, wp, window):
             t0, t1 = _grow(t, t + h, G_MARGIN, hp)
             l0, l1 = _grow(l, l + w, G_MARGIN, wp)

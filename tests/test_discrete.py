@@ -60,9 +60,9 @@ def test_discrete_round_trip_is_exact(which, vq_file, bin_file, photo):
         assert res.header.latent_kind == ("vq" if which == "vq" else "binary")
 
 
-def test_latent_refinement_is_refused_for_discrete_latents(vq_file, photo):
-    with pytest.raises(ValueError, match="needs the scalar hyperprior codec"):
-        codec.encode(photo, model=vq_file, effort=2)
+def test_latent_refinement_is_refused_for_binary_latents(bin_file, photo):
+    with pytest.raises(ValueError, match="needs a scalar or VQ latent"):
+        codec.encode(photo, model=bin_file, effort=2)
 
 
 def test_vq_more_stages_more_bits_better_picture(vq_file, photo):

@@ -46,3 +46,31 @@ def test_windowed_refinement_covers_every_latent_position(tiny_model):
 def test_effort_is_checked(tiny_model, photo):
     with pytest.raises(ValueError, match="effort must be a whole number"):
         codec.encode(photo, model=tiny_model, effort=-1)
+
+
+@pytest.fixture(scope="module")
+def vq_model(tmp_path_factory, photo):
+    """A tiny VQ codec with a rate weight: k-means codebooks and counted prior on the photo's latent."""
+    from codec import weights
+    from codec.models import ModelConfig, VQCodec
+    torch.manual_seed(0)
+    net = VQCodec(ModelConfig(arch="vq", N=8, M=12, vq_dim=4, codebook=16, lambdas=(0.002, 0.01, 0.05),
+                              vq_rd=(2e-4, 1e-4, 5e-5))).eval()
+    with torch.no_grad():
+        counts = net.vq.kmeans_init(net.g_a(_to_tensor(photo)), gen=torch.Generator().manual_seed(0))
+    net.set_prior(counts)
+    return weights.save(net, tmp_path_factory.mktemp("vq") / "vq.safetensors", "vq-tiny")
+
+
+def test_vq_refinement_never_raises_the_objective_and_decodes_exactly(vq_model, photo):
+    lm = pipeline.load_model(str(vq_model))
+    rgb = np.ascontiguousarray(photo[:64, :64])
+    x, valid, q = _to_tensor(rgb).contiguous(), torch.ones(1, 1, 64, 64), torch.tensor([3.0])
+    with torch.inference_mode():
+        y0 = tiling.analyse(lm.net, rgb, 0)
+        y1 = refine(lm.net, rgb, y0, 3.0, steps=6, lr=0.2)
+        j0, j1 = (float(objective(lm.net, y.clone(), x, valid, q)[0]) for y in (y0, y1))
+    assert not torch.equal(y0, y1) and j1 < j0
+    for quality in (1, 3):
+        res = codec.encode(photo, quality=quality, model=vq_model, effort=3)
+        assert np.array_equal(codec.decode(res.data, model=vq_model).rgb, res.picture.rgb)
