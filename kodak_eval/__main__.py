@@ -28,7 +28,7 @@ def main(argv=None) -> int:
                                                 "(e.g. from runs in parallel processes)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N images")
     ap.add_argument("--effort", type=int, default=0,
-                    help="steps of encoder-side latent refinement for scalar models (a separate curve)")
+                    help="steps of encoder-side latent refinement for scalar and VQ models (a separate curve)")
     ap.add_argument("--published", default=str(ROOT.parent / "shared/data/published_kodak_rd.json"))
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")

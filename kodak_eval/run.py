@@ -84,7 +84,7 @@ def run_aecodec(images, models, qualities=None, log=print, effort: int = 0):
     results, per = {}, {}
     for m in models:
         lm = pipeline.load_model(m)
-        if effort and lm.net.latent_kind != "scalar":
+        if effort and lm.net.latent_kind not in ("scalar", "vq"):
             log(f"{lm.model_id}: no latent refinement for a {lm.net.latent_kind} latent; skipped")
             continue
         qs = qualities or sorted({lm.net.min_quality, *range(math.ceil(lm.net.min_quality), lm.config.levels + 1)})
