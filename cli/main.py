@@ -863,6 +863,8 @@ def refit(model, data, out, context, rd, rd_relative, rounds, every, codebooks, 
             res["rd_relative"] = rd_relative
         if design:
             res["codebooks"] = design
+        if sizes:
+            res["sizes"] = list(net.cfg.vq_stage_sizes())
     elif lm.config.arch == "binary":
         net = rf.with_context(net) if context and not lm.config.context else net
         if not net.cfg.context:

@@ -108,6 +108,9 @@ def main() -> None:
              f"- architecture: `{cfg.arch}`, N={cfg.N}, M={cfg.M}, {cfg.levels} quality levels, "
              f"{n_params / 1e6:.2f} M parameters; file {path.stat().st_size / 1e6:.1f} MB (fp16)",
              f"- lambdas (loss = bpp + lambda*255^2*MSE): {', '.join(map(str, cfg.lambdas))}",
+             *([f"- residual VQ: {cfg.levels} stages, each {cfg.M // cfg.vq_dim} groups of {cfg.vq_dim}-d vectors with "
+                f"their own codebooks; entries in use per stage: "
+                + ", ".join(map(str, cfg.vq_stage_sizes()))] if cfg.arch == "vq" else []),
              (f"- weights hash (in every .aec header): `{lm.weights_hash.hex()}`" if lm.base_hash == lm.weights_hash else
               f"- weights hash (in every .aec header): `{lm.weights_hash.hex()}` for files coded with the context "
               f"model; `{lm.base_hash.hex()}` (the file's tensors without `context.*`) for files coded without it"),
@@ -121,7 +124,7 @@ def main() -> None:
         def num(v):
             return " -> ".join(f"{u:.3f}" for u in v) if isinstance(v, list) else f"{v:.3f}"
         fig = ", ".join(f"{k} {num(v)}" for k, v in meta["prior_refit"].items()
-                        if k not in ("rd", "rd_relative", "codebooks"))
+                        if k not in ("rd", "rd_relative", "codebooks", "sizes"))
         rd = meta["prior_refit"].get("rd") or 0
         rel = meta["prior_refit"].get("rd_relative")
         weight = (f"per stage {rel:g} x the error the stage removes per bit: "
@@ -137,7 +140,10 @@ def main() -> None:
         per = "; ".join(f"stage {st['stage']} {st['before']['used']:.1%} / {st['before']['mse']:.2f} / "
                         f"{st['before']['bits']:.2f} -> {st['after']['used']:.1%} / {st['after']['mse']:.2f} / "
                         f"{st['after']['bits']:.2f}" for st in design["stages"])
-        lines.append(f"- codebooks: redesigned on the latents of every {design.get('every', 1)}th training image "
+        cut = (meta["prior_refit"] or {}).get("sizes")
+        lines.append((f"- codebooks: sorted by probability and cut to {', '.join(map(str, cut))} entries per stage "
+                      f"(`aecodec refit --sizes`), then " if cut else "- codebooks: ") +
+                     f"redesigned on the latents of every {design.get('every', 1)}th training image "
                      f"by {design['iterations']} entropy-constrained Lloyd iterations per stage (`aecodec refit "
                      f"--codebooks`, `refit.design_codebooks`), before the prior refit; entries used / squared "
                      f"error per vector / bits per index under the factorized prior, before -> after: {per}"

@@ -524,7 +524,7 @@ def test_refit_cli_sizes(vq_file, bin_file, folder_of, photo, tmp_path):
     r = CliRunner().invoke(main, ["refit", str(vq_file), str(folder_of), "-o", str(out), "--rd", "5e-5",
                                   "--sizes", "4,16,8", "--codebooks", "2", "--rounds", "1"])
     assert r.exit_code == 0, r.output
-    assert weights.load(out).config.vq_sizes == (4, 16, 8)
+    assert weights.load(out).config.vq_sizes == (4, 16, 8) and json.loads(r.stdout)["sizes"] == [4, 16, 8]
     assert_round_trips_exactly(photo, out, 2)
     for bad in ("4,16", "4,x,8", "4,99,8"):
         r = CliRunner().invoke(main, ["refit", str(vq_file), str(folder_of), "-o", str(tmp_path / "t.safetensors"),
