@@ -450,10 +450,7 @@ class VQCodec(TransformCodec):
         the encoder picks most; a larger one brings unused entries back in
         (refit.design_codebooks revives them). The context model's copy
         weights do not depend on the order."""
-        sizes = tuple(int(k) for k in sizes)
-        if len(sizes) != self.cfg.levels or not all(1 <= k <= self.cfg.codebook for k in sizes):
-            raise ValueError(f"give one codebook size in 1..{self.cfg.codebook} per stage "
-                             f"({self.cfg.levels}), got {list(sizes)}")
+        sizes = self.vq.checked_sizes(sizes)
         order = torch.sort(self.table_probs(), stable=True, dim=-1, descending=True).indices     # (S, G, K)
         for t in (self.vq.codebooks, self.prior_logits):
             t.data.copy_(torch.gather(t.data, 2, order[..., None].expand_as(t) if t.dim() == 4 else order))

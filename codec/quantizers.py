@@ -33,10 +33,8 @@ class ResidualVQ(nn.Module):
         super().__init__()
         if channels % dim:
             raise ValueError(f"latent channels {channels} must be a multiple of vq_dim {dim}")
-        self.sizes = tuple(sizes) if sizes else (codebook,) * stages
-        if len(self.sizes) != stages or not all(1 <= k <= codebook for k in self.sizes):
-            raise ValueError(f"vq_sizes must give one size in 1..{codebook} per stage ({stages}), got {sizes!r}")
         self.dim, self.k, self.stages, self.beta = dim, codebook, stages, beta
+        self.sizes = self.checked_sizes(sizes) if sizes else (codebook,) * stages
         self.groups = channels // dim
         self.codebooks = nn.Parameter(torch.randn(stages, self.groups, codebook, dim) * 0.1)
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
@@ -53,6 +51,13 @@ class ResidualVQ(nn.Module):
         if self.idle.shape != (self.stages, self.groups, self.k):  # weights.load resized it to an old file's
             self.idle = torch.zeros(self.stages, self.groups, self.k)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def checked_sizes(self, sizes) -> tuple:
+        """``sizes`` as a tuple of ints, one in 1..K per stage (ValueError otherwise)."""
+        sizes = tuple(int(k) for k in sizes)
+        if len(sizes) != self.stages or not all(1 <= k <= self.k for k in sizes):
+            raise ValueError(f"give one codebook size in 1..{self.k} per stage ({self.stages}), got {list(sizes)}")
+        return sizes
 
     def book(self, s: int) -> torch.Tensor:
         """Stage s's codebooks as used: (G, sizes[s], d)."""
