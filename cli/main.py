@@ -821,9 +821,12 @@ def anomaly_score(inputs, detector, map_dir, as_json, force):
               help="VQ: entries in use per stage, comma-separated (e.g. 256,1024,1024,1024,1024,1024): "
                    "each codebook is sorted by probability and cut (or grown) to its size, before "
                    "--codebooks redesigns it.")
+@click.option("--classes", type=click.IntRange(0, 64), default=None,
+              help="VQ: energy classes of the stage-conditional prior (models.VQCodec; 0: none) "
+                   "[default: the model's].")
 @click.option("-f", "--force", is_flag=True)
 @guarded
-def refit(model, data, out, context, rd, rd_relative, rounds, every, codebooks, sizes, force):
+def refit(model, data, out, context, rd, rd_relative, rounds, every, codebooks, sizes, classes, force):
     """Refit a discrete codec's prior by counting symbols on training images."""
     from dataclasses import replace
 
@@ -836,12 +839,18 @@ def refit(model, data, out, context, rd, rd_relative, rounds, every, codebooks, 
     lm = load_model(model)
     net = lm.net
     if lm.config.arch != "vq" and (rd is not None or rd_relative is not None or rounds is not None or codebooks
-                                   or sizes):
-        raise Failure("--rd, --rd-relative, --rounds, --codebooks and --sizes apply to VQ models only")
+                                   or sizes or classes is not None):
+        raise Failure("--rd, --rd-relative, --rounds, --codebooks, --sizes and --classes apply to VQ models only")
+    if classes is not None and classes == 1:
+        raise Failure("--classes: give 0 (none) or at least 2")
+    if classes and not context:
+        raise Failure("--classes needs the context model (drop --no-context)")
     if rd is not None and rd_relative is not None:
         raise Failure("give --rd or --rd-relative, not both")
     if lm.config.arch == "vq":
-        if context and not lm.config.context:
+        if classes is not None and classes != lm.config.vq_classes:
+            net = rf.with_context(net, classes)
+        elif context and not lm.config.context:
             net = rf.with_context(net)
         latents = rf.training_latents(net, list(data))
         if rd_relative is not None:

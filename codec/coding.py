@@ -128,16 +128,26 @@ def grouped_parts_decoder(data: bytes, models: list, escapes: np.ndarray, escape
 
 def encode_rounds(rounds: list[tuple]) -> bytes:
     """One stream of several parts, in the order a decoder reads them:
-    ``("bits", bits, p_one)`` (0/1 under per-bit Bernoulli probabilities) or
-    ``("uniform", values, size)`` (each in ``0..size-1``). Each part is one
+    ``("bits", bits, p_one)`` (0/1 under per-bit Bernoulli probabilities),
+    ``("uniform", values, size)`` (each in ``0..size-1``) or
+    ``("categorical", symbols, probs)`` (``symbols[i]`` under the row
+    ``probs[i]``) or ``("rows", [symbols], [pmf])`` (each array of symbols
+    i.i.d. under its pmf). Each part (each array of a "rows" part) is one
     vectorised call."""
     coder = _stream.stack.AnsCoder()
     for kind, symbols, param in reversed(rounds):  # a stack: the last encoded is read first
+        if kind == "rows":
+            for sym, pmf in reversed(list(zip(symbols, param))):
+                model = _model.Categorical(np.asarray(pmf, dtype=np.float64), perfect=False)
+                coder.encode_reverse(np.ascontiguousarray(sym, dtype=np.int32), model)
+            continue
         if not len(symbols):
             continue
         symbols = np.ascontiguousarray(symbols, dtype=np.int32)
         if kind == "bits":
             coder.encode_reverse(symbols, _model.Bernoulli(perfect=False), np.ascontiguousarray(param, dtype=np.float64))
+        elif kind == "categorical":
+            coder.encode_reverse(symbols, _model.Categorical(perfect=False), np.ascontiguousarray(param, dtype=np.float64))
         else:
             coder.encode_reverse(symbols, _model.Uniform(int(param)))
     return _finish(coder)
@@ -145,16 +155,22 @@ def encode_rounds(rounds: list[tuple]) -> bytes:
 
 def decode_rounds(data: bytes, next_round) -> None:
     """Inverse of :func:`encode_rounds` for parts that depend on what was
-    decoded before: ``next_round(previous) -> ("bits", p_one)`` or
+    decoded before: ``next_round(previous) -> ("bits", p_one)``,
+    ``("categorical", probs)``, ``("rows", [count], [pmf])``,
     ``("uniform", count, size)`` or None (done); ``previous`` is the last
-    part's symbols (None at the start)."""
+    part's symbols (a list of arrays for "rows"; None at the start)."""
     coder = _stream.stack.AnsCoder(_words(data))
     previous = None
     while (part := next_round(previous)) is not None:
         try:
-            if part[0] == "bits":
+            if part[0] == "rows":
+                previous = [np.asarray(coder.decode(_model.Categorical(np.asarray(pmf, dtype=np.float64),
+                                                                       perfect=False), int(n)), dtype=np.int32)
+                            for n, pmf in zip(part[1], part[2])]
+            elif part[0] in ("bits", "categorical"):
                 p = np.ascontiguousarray(part[1], dtype=np.float64)
-                previous = (np.asarray(coder.decode(_model.Bernoulli(perfect=False), p), dtype=np.int32)
+                family = _model.Bernoulli(perfect=False) if part[0] == "bits" else _model.Categorical(perfect=False)
+                previous = (np.asarray(coder.decode(family, p), dtype=np.int32)
                             if len(p) else np.zeros(0, np.int32))
             else:
                 n = int(part[1])

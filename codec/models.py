@@ -46,6 +46,7 @@ class ModelConfig:
     context: bool = False    # binary: checkerboard context model for the bits
     vq_rd: float | tuple = 0.0  # vq: the encoder's rate weight(s) when it picks indices (VQCodec.assign)
     vq_sizes: tuple = ()     # vq: entries in use per stage (the first n of each codebook; empty: all)
+    vq_classes: int = 0      # vq with context: energy classes of the stage-conditional prior (0: none)
 
     @property
     def levels(self) -> int:
@@ -65,6 +66,8 @@ class ModelConfig:
             del d["vq_rd"]
         if not self.vq_sizes:
             del d["vq_sizes"]
+        if not self.vq_classes:
+            del d["vq_classes"]
         return json.dumps(d, sort_keys=True)
 
     @classmethod
@@ -367,6 +370,17 @@ class VQCodec(TransformCodec):
     training images (training/refit.py); files with one weight per (s, g)
     (shape (S, G)) still read. Training itself uses the factorized prior
     (and, with ``cfg.vq_rd``, picks indices by rate and error under it).
+
+    With ``cfg.vq_classes`` C as well, the pmf of stage s > 1 depends on how
+    much error stage s - 1 left at the position: each entry k of each
+    stage's codebooks has the mean squared error the encoder leaves after
+    picking it (``energy_int``, fixed point, fitted on training images);
+    the sum over the position's groups, bucketed by ``class_edges[s]``,
+    picks one of C pmfs (``pmf_class_int``) -- in flat regions, where
+    little is left, the small entries are the likely ones. Everything is
+    integer until the pmf, so encoder and decoder agree exactly. The
+    indices are then coded stage after stage (anchors, then the others),
+    since each stage's classes need the one before it.
     """
 
     latent_kind = "vq"
@@ -380,6 +394,14 @@ class VQCodec(TransformCodec):
         self.register_buffer("pmf_int", torch.ones(cfg.levels, self.groups, cfg.codebook, dtype=torch.int32))
         if cfg.context:
             self.register_buffer("copy_int", torch.zeros(cfg.levels, self.groups, 5, dtype=torch.int32))
+        if cfg.vq_classes:
+            if not cfg.context:
+                raise ValueError("vq_classes needs the context model (cfg.context)")
+            C = cfg.vq_classes
+            self.register_buffer("energy_int", torch.zeros(cfg.levels, self.groups, cfg.codebook, dtype=torch.int32))
+            self.register_buffer("class_edges", torch.zeros(cfg.levels, C - 1, dtype=torch.int64))
+            self.register_buffer("pmf_class_int", torch.ones(cfg.levels, self.groups, C, cfg.codebook,
+                                                             dtype=torch.int32))
 
     def stages(self, quality) -> torch.Tensor:
         q = torch.as_tensor(quality, dtype=torch.float32)
@@ -459,19 +481,63 @@ class VQCodec(TransformCodec):
         self.vq.sizes = self.cfg.vq_stage_sizes()
         self.update_tables()
 
-    def copy_probs(self, grid: np.ndarray, s: int, g: int, rest: np.ndarray) -> np.ndarray:
+    def copy_probs(self, grid: np.ndarray, s: int, g: int, rest: np.ndarray, base=None) -> np.ndarray:
         """Probability rows (n_rest, stage s's size) of the non-anchor indices of stage s,
-        group g, from the anchors' indices in ``grid`` (h, w)."""
-        pf = self._pmfs(s + 1, s)[g]
+        group g, from the anchors' indices in ``grid`` (h, w); ``base``: the
+        rows the copy term mixes with (default: the factorized pmf)."""
+        pf = self._pmfs(s + 1, s)[g][None, :] if base is None else base
         nb = neighbour_indices(grid, rest)
         table = self.copy_int[s, g].numpy().astype(np.float64) / 65536.0
         a = (table[agreement(nb)] if table.ndim else np.full(len(nb), float(table)))[:, None]
-        counts = np.zeros((len(nb), len(pf)))
+        counts = np.zeros((len(nb), pf.shape[-1]))
         for j in range(4):
             ok = nb[:, j] >= 0
             np.add.at(counts, (np.nonzero(ok)[0], nb[ok, j]), 1.0)
         m = (nb >= 0).sum(1)
-        return (1 - a) * pf[None, :] + a * counts / np.maximum(m, 1)[:, None]
+        return (1 - a) * pf + a * counts / np.maximum(m, 1)[:, None]
+
+    def stage_classes(self, s: int, prev: np.ndarray) -> np.ndarray:
+        """(h, w) energy class of every position of stage s >= 1, from stage
+        s - 1's indices ``prev`` (G, h, w) (integer arithmetic only)."""
+        table = self.energy_int[s - 1].numpy().astype(np.int64)
+        e = sum(table[g][prev[g]] for g in range(self.groups))
+        return np.searchsorted(self.class_edges[s].numpy(), e, side="right")
+
+    def class_pmfs(self, s: int) -> np.ndarray:
+        """(G, C, stage s's size) float64: stage s's pmf per group and class."""
+        k = self.vq.sizes[s]
+        pmf = self.pmf_class_int[s, :, :, :k].double()
+        return (pmf / pmf.sum(-1, keepdim=True)).numpy()
+
+    def base_rows(self, s: int, prev, positions: int) -> list:
+        """Per group, the (positions, stage s's size) pmf rows of stage s's
+        indices before the copy term: by energy class given stage s - 1's
+        indices ``prev`` (G, h, w); stage 1 (s = 0) has one class."""
+        pc = self.class_pmfs(s)
+        if s == 0:
+            return [np.broadcast_to(pc[g, 0], (positions, pc.shape[-1])) for g in range(self.groups)]
+        cls = self.stage_classes(s, prev).reshape(-1)
+        return [pc[g][cls] for g in range(self.groups)]
+
+    def _class_parts(self, s: int, prev, anchor: np.ndarray):
+        """With energy classes, how stage s is coded: its anchors as rows,
+        one per (group, class) that occurs, each under its class pmf ->
+        (pmfs, positions: per row, which anchors (in raster order) it
+        holds), and a function of stage s's grids (G, h, w; anchors filled)
+        giving its other indices' probability rows (copy mixtures)."""
+        pc = self.class_pmfs(s)
+        cls = self.stage_classes(s, prev) if s else np.zeros(anchor.shape, np.int64)
+        ca = cls[anchor]
+        pmfs, positions = [], []
+        for g in range(self.groups):
+            for c in np.unique(ca).tolist():
+                pmfs.append(pc[g, c])
+                positions.append((g, np.nonzero(ca == c)[0]))
+        base = pc[:, cls[~anchor]]                                        # (G, n_rest, K_s)
+
+        def rest(grids):
+            return np.concatenate([self.copy_probs(grids[g], s, g, ~anchor, base[g]) for g in range(self.groups)])
+        return pmfs, positions, rest
 
     @torch.no_grad()
     def assign(self, y, n: int, rd: float | tuple | None = None) -> torch.Tensor:
@@ -499,12 +565,15 @@ class VQCodec(TransformCodec):
                 dist = (residual.pow(2).sum(-1, keepdim=True) - 2 * residual @ book.transpose(1, 2)
                         + book.pow(2).sum(-1)[:, None, :])               # (G, h*w, K)
                 pmfs = self._pmfs(s + 1, s)
+                base = (self.base_rows(s, out[s - 1, i].view(-1, h, w).numpy(), h * w) if self.cfg.vq_classes
+                        else [p[None, :] for p in pmfs])
                 rd = rds[s]
                 for g in range(self.groups):
-                    bits_f = torch.from_numpy(-np.log2(pmfs[g])).to(dist)
-                    out[s, i, g, anchor] = (dist[g, anchor] + rd * bits_f).argmin(-1)
+                    bits = torch.from_numpy(-np.log2(base[g])).to(dist).expand(h * w, -1)
+                    out[s, i, g, anchor] = (dist[g, anchor] + rd * bits[anchor]).argmin(-1)
                     grid = out[s, i, g].view(h, w).numpy()
-                    p = self.copy_probs(grid, s, g, ~anchor.view(h, w).numpy())
+                    rest_base = base[g][(~anchor).numpy()] if self.cfg.vq_classes else None
+                    p = self.copy_probs(grid, s, g, ~anchor.view(h, w).numpy(), rest_base)
                     out[s, i, g, ~anchor] = (dist[g, ~anchor] + rd * torch.from_numpy(-np.log2(p)).to(dist)).argmin(-1)
                 residual = residual - vq._pick(book, out[s, i])
         return out.view(n, b, self.groups, h, w)
@@ -523,10 +592,50 @@ class VQCodec(TransformCodec):
             return coding.encode_categorical_rows(rows, self._pmfs(n)), y_hat
         h, w = syms.shape[-2:]
         anchor = checkerboard(h, w).numpy()
+        if self.cfg.vq_classes:
+            return self._encode_classes(syms[:, 0].numpy(), anchor), y_hat
         grids = [syms[s, 0, g].numpy() for s in range(n) for g in range(self.groups)]
         rows = [gr[anchor] for gr in grids]
         rest_syms = np.concatenate([gr[~anchor] for gr in grids])
         return coding.encode_rows_then_categorical(rows, self._pmfs(n), rest_syms, self._rest_probs(grids, anchor)), y_hat
+
+    def _encode_classes(self, syms: np.ndarray, anchor: np.ndarray) -> bytes:
+        """syms (n, G, h, w) coded stage after stage under the energy classes."""
+        from . import coding
+        parts = []
+        for s in range(len(syms)):
+            pmfs, positions, rest = self._class_parts(s, syms[s - 1] if s else None, anchor)
+            anchors = syms[s][:, anchor]
+            parts += [("rows", [anchors[g][i] for g, i in positions], pmfs),
+                      ("categorical", syms[s][:, ~anchor].reshape(-1), rest(syms[s]))]
+        return coding.encode_rounds(parts)
+
+    def _decode_classes(self, data: bytes, n: int, h: int, w: int) -> np.ndarray:
+        """Inverse of :meth:`_encode_classes` -> (n, G, h, w)."""
+        from . import coding
+        anchor = checkerboard(h, w).numpy()
+        grids = np.zeros((n, self.groups, h, w), np.int64)
+        step = {"part": 0}
+
+        def next_round(previous):
+            i = step["part"]
+            step["part"] += 1
+            s = i // 2
+            if i % 2:          # the anchors of stage s were just read
+                anchors = np.zeros((self.groups, int(anchor.sum())), np.int64)
+                for (g, pos), row in zip(step["positions"], previous):
+                    anchors[g, pos] = row
+                grids[s][:, anchor] = anchors
+                return "categorical", step["rest"](grids[s])
+            if i:              # the others of stage s - 1
+                grids[s - 1][:, ~anchor] = previous.reshape(self.groups, -1)
+            if s == n:
+                return None
+            pmfs, step["positions"], step["rest"] = self._class_parts(s, grids[s - 1] if s else None, anchor)
+            return "rows", [len(pos) for _, pos in step["positions"]], pmfs
+
+        coding.decode_rounds(data, next_round)
+        return grids
 
     def _rest_probs(self, grids, anchor: np.ndarray) -> np.ndarray:
         """The probability rows of every non-anchor index of ``grids`` (one
@@ -551,6 +660,8 @@ class VQCodec(TransformCodec):
             rows = coding.decode_categorical_rows(data, [h * w] * (n * self.groups), self._pmfs(n))
             syms = torch.from_numpy(np.stack(rows).astype(np.int64)).view(n, 1, self.groups, h, w)
             return self.vq.lookup(syms, n)
+        if self.cfg.vq_classes:
+            return self.vq.lookup(torch.from_numpy(self._decode_classes(data, n, h, w))[:, None], n)
         anchor = checkerboard(h, w).numpy()
         grids = np.zeros((n * self.groups, h, w), np.int64)
         k = int(anchor.sum())

@@ -121,10 +121,14 @@ def main() -> None:
         symbols = "indices" if cfg.arch == "vq" else "bits"
         what = (f"checkerboard context model for the {symbols}" if cfg.context
                 else f"factorized prior of the {symbols}")
+        if getattr(cfg, "vq_classes", 0):
+            what += (f", with {cfg.vq_classes} energy classes (each stage after the first coded under one of "
+                     f"{cfg.vq_classes} pmfs, picked by the error the previous stage's entries leave, summed "
+                     f"over the position's groups)")
         def num(v):
             return " -> ".join(f"{u:.3f}" for u in v) if isinstance(v, list) else f"{v:.3f}"
         fig = ", ".join(f"{k} {num(v)}" for k, v in meta["prior_refit"].items()
-                        if k not in ("rd", "rd_relative", "codebooks", "sizes"))
+                        if k not in ("rd", "rd_relative", "codebooks", "sizes", "classes", "note"))
         rd = meta["prior_refit"].get("rd") or 0
         rel = meta["prior_refit"].get("rd_relative")
         weight = (f"per stage {rel:g} x the error the stage removes per bit: "
@@ -133,8 +137,10 @@ def main() -> None:
         how = (f"; the encoder picks indices by rate and error (entropy-constrained VQ, rate weight {weight}, "
                f"`models.VQCodec.assign`), and each refit counts the indices chosen under the last one's prior"
                if rd and (not isinstance(rd, list) or any(rd)) else "")
+        note = meta["prior_refit"].get("note")
         lines.append(f"- prior: {what} refitted by counting symbols on the training images "
-                     f"(`aecodec refit`, codec/training/refit.py; transforms unchanged{how}): {fig}")
+                     f"(`aecodec refit`, codec/training/refit.py; transforms unchanged{how}): {fig}"
+                     + (f" ({note})" if note else ""))
     design = (meta.get("prior_refit") or {}).get("codebooks")
     if design:
         per = "; ".join(f"stage {st['stage']} {st['before']['used']:.1%} / {st['before']['mse']:.2f} / "

@@ -533,3 +533,96 @@ def test_refit_cli_sizes(vq_file, bin_file, folder_of, photo, tmp_path):
     r = CliRunner().invoke(main, ["refit", str(bin_file), str(folder_of), "-o", str(tmp_path / "b.safetensors"),
                                   "--sizes", "4,16,8"])
     assert r.exit_code == 1 and "VQ models only" in r.stderr
+
+
+def _classes_model(vq_file, folder_of, classes=4, rd=5e-5):
+    from codec.training.refit import refit_vq, training_latents, with_context
+    net = with_context(weights.load(vq_file).net, classes)
+    net.cfg = replace_cfg(net.cfg, vq_rd=rd)
+    res = refit_vq(net, training_latents(net, [folder_of]), rounds=2)
+    return net, res
+
+
+def test_vq_energy_classes_pick_the_pmf_by_the_error_the_last_stage_left():
+    net = VQCodec(replace_cfg(VQ_CFG, context=True, vq_classes=3))
+    net.energy_int[0] = torch.arange(16)[None, :] * 10        # entry k leaves 10k per group
+    net.class_edges[1] = torch.tensor([100, 200])
+    prev = np.zeros((3, 2, 2), np.int64)
+    prev[:, 0, 1] = 3      # 3 groups x 30 = 90: class 0
+    prev[:, 1, 0] = 4      # 120: class 1
+    prev[:, 1, 1] = 15     # 450: class 2
+    assert net.stage_classes(1, prev).tolist() == [[0, 0], [1, 2]]
+    net.pmf_class_int[1, :, 2] = 0
+    net.pmf_class_int[1, :, 2, 7] = 5
+    rows = net.base_rows(1, prev, 4)
+    assert len(rows) == net.groups and rows[0].shape == (4, 16)
+    assert rows[0][3, 7] == 1.0 and np.allclose(rows[0][:3], 1 / 16)
+
+
+def test_vq_energy_classes_fit_code_fewer_bits_and_round_trip_exactly(vq_file, folder_of, photo, tmp_path):
+    net, res = _classes_model(vq_file, folder_of)
+    assert res["classes"] == 4 and res["context_bits_per_index"] < res["factorized_bits_per_index"]
+    edges = net.class_edges[1:]
+    assert (edges[:, 1:] >= edges[:, :-1]).all() and (net.energy_int >= 0).all() and (net.pmf_class_int > 0).any()
+    path = weights.save(net, tmp_path / "cls.safetensors", "vq-cls")
+    lm = weights.load(path)
+    assert lm.config.vq_classes == 4 and torch.equal(lm.net.pmf_class_int, net.pmf_class_int)
+    for q in (1, 3):
+        assert_round_trips_exactly(photo, path, q)
+    # the coder spends what the class pmfs and the copy term say (within ANS's 32-bit words)
+    from codec import tiling
+    from codec.models import checkerboard
+    one = codec.encode(photo, quality=3, model=path, tile=0)
+    net = lm.net
+    syms = net.assign(tiling.analyse(net, photo, 0), 3)[:, 0].numpy()
+    anchor = checkerboard(*syms.shape[-2:]).numpy()
+    ideal = 0.0
+    for s in range(3):
+        pmfs, positions, rest = net._class_parts(s, syms[s - 1] if s else None, anchor)
+        anchors = syms[s][:, anchor]
+        assert sorted(np.concatenate([pos + g * anchors.shape[1] for g, pos in positions])) == list(range(anchors.size))
+        ideal += sum(float(-np.log2(pmf[anchors[g][pos]]).sum()) for (g, pos), pmf in zip(positions, pmfs))
+        others, probs = syms[s][:, ~anchor].reshape(-1), rest(syms[s])
+        ideal += float(-np.log2(probs[np.arange(len(others)), others]).sum())
+    indices = container.unpack(one.data)[0].stream_lengths[2]
+    assert ideal - 1 <= 8 * indices <= ideal + 64
+
+
+def test_vq_energy_classes_decode_bit_exactly_in_another_process(vq_file, folder_of, photo, tmp_path):
+    import hashlib
+    import subprocess
+    import sys
+
+    from test_pipeline import DECODE_SCRIPT
+    net, _ = _classes_model(vq_file, folder_of)
+    path = weights.save(net, tmp_path / "cls.safetensors", "vq-cls")
+    res = codec.encode(photo, quality=3, model=path, tile=64)
+    f = tmp_path / "x.aec"
+    f.write_bytes(res.data)
+    for threads in (1, 2):
+        out = subprocess.run([sys.executable, "-c", DECODE_SCRIPT, str(f), str(path), str(threads)],
+                             capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == hashlib.sha256(res.picture.rgb.tobytes()).hexdigest()
+
+
+def test_refit_cli_classes(vq_file, bin_file, folder_of, photo, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import main
+    out = tmp_path / "c.safetensors"
+    r = CliRunner().invoke(main, ["refit", str(vq_file), str(folder_of), "-o", str(out), "--rd", "5e-5",
+                                  "--classes", "3", "--rounds", "1"])
+    assert r.exit_code == 0, r.output
+    assert weights.load(out).config.vq_classes == 3 and json.loads(r.stdout)["classes"] == 3
+    assert_round_trips_exactly(photo, out, 2)
+    back = tmp_path / "none.safetensors"    # and back to no classes
+    r = CliRunner().invoke(main, ["refit", str(out), str(folder_of), "-o", str(back), "--classes", "0", "--rounds", "1"])
+    assert r.exit_code == 0, r.output
+    assert weights.load(back).config.vq_classes == 0 and '"vq_classes"' not in weights.file_metadata(back)["config"]
+    assert_round_trips_exactly(photo, back, 2)
+    for args, msg in ((["--classes", "1"], "--classes: give 0"), (["--classes", "3", "--no-context"], "needs the context")):
+        r = CliRunner().invoke(main, ["refit", str(vq_file), str(folder_of), "-o", str(tmp_path / "t.safetensors"), *args])
+        assert r.exit_code == 1 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = CliRunner().invoke(main, ["refit", str(bin_file), str(folder_of), "-o", str(tmp_path / "b.safetensors"),
+                                  "--classes", "3"])
+    assert r.exit_code == 1 and "VQ models only" in r.stderr

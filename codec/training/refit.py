@@ -126,11 +126,23 @@ def fit_vq_context(net: VQCodec, folders, iterations: int = 30, every: int = 1) 
             for g in range(G):
                 grid = syms[s, 0, g].numpy()
                 sym = grid[rest]
-                nb = neighbour_indices(grid, rest)  # the copy term alone: share of neighbours equal to sym
-                q = (nb == sym[:, None]).sum(1) / np.maximum((nb >= 0).sum(1), 1)
+                q, ks = _copy_share(grid, rest, sym)
                 pf_all[s][g].append(pmf[g][sym])
                 q_all[s][g].append(q)
-                k_all[s][g].append(agreement(nb))
+                k_all[s][g].append(ks)
+    copy, before, after = _fit_copy(pf_all, q_all, k_all, iterations)
+    net.copy_int = copy
+    return {"factorized_bits_per_index": before, "context_bits_per_index": after}
+
+
+def _fit_copy(pf_all, q_all, k_all, iterations: int = 30):
+    """EM for the copy weights, one per (stage, group, agreement count),
+    from each non-anchor index's base probability ``pf``, share of
+    neighbours equal to it ``q`` and agreement count ``k`` (lists per
+    stage, per group, of arrays). -> (copy_int (S, G, 5), mean bits per
+    index under the base and under the mixture)."""
+    import numpy as np
+    S, G = len(pf_all), len(pf_all[0])
     before = after = count = 0.0
     copy = torch.zeros(S, G, 5, dtype=torch.int32)   # one weight per agreement count (0: no neighbours)
     for s in range(S):
@@ -149,8 +161,97 @@ def fit_vq_context(net: VQCodec, folders, iterations: int = 30, every: int = 1) 
             before += float(-np.log2(pf).sum())
             after += float(-np.log2((1 - a) * pf + a * q).sum())
             count += len(pf)
+    return copy, before / count, after / count
+
+
+def _copy_share(grid, rest, sym):
+    """Per non-anchor index ``sym`` of ``grid``: the share of its anchor
+    neighbours equal to it, and their agreement count."""
+    import numpy as np
+    nb = neighbour_indices(grid, rest)
+    return (nb == sym[:, None]).sum(1) / np.maximum((nb >= 0).sum(1), 1), agreement(nb)
+
+
+@torch.no_grad()
+def fit_vq_classes(net: VQCodec, folders, every: int = 1, strength: float = 200.0, smoothing: float = 0.5) -> dict:
+    """All of a VQ model's prior with energy classes (``cfg.vq_classes``),
+    from the indices its encoder picks now on training latents: the
+    factorized pmfs; each entry's mean squared error left after it
+    (``energy_int``, x1024); per stage, the class edges at the quantiles of
+    the summed energies (equal shares of positions); the class pmfs (counts
+    plus ``strength`` x the factorized pmf: a class seen little stays close
+    to it); and the copy weights over them. -> mean bits per index under
+    the factorized prior and under the whole model."""
+    import numpy as np
+    S, G, K, C = net.cfg.levels, net.groups, net.cfg.codebook, net.cfg.vq_classes
+    data = []
+    for y in _each(net, folders, every):
+        syms = net.assign(y, S)                                          # (S, 1, G, h, w)
+        residual, _ = net.vq._vectors(y)                                 # (G, h*w, d)
+        err = []
+        for s in range(S):
+            residual = residual - net.vq._pick(net.vq.book(s), syms[s, 0].reshape(G, -1))
+            err.append(residual.pow(2).sum(-1))
+        data.append((syms[:, 0].numpy(), torch.stack(err).view(S, G, *syms.shape[-2:]).numpy()))
+    counts = torch.zeros((S, G, K), dtype=torch.float64)
+    num, den = np.zeros((S, G, K)), np.zeros((S, G, K))
+    for syms, err in data:
+        for s in range(S):
+            for g in range(G):
+                k = syms[s, g].reshape(-1)
+                counts[s, g] += torch.from_numpy(np.bincount(k, minlength=K)).double()
+                np.add.at(num[s, g], k, err[s, g].reshape(-1))
+                np.add.at(den[s, g], k, 1)
+    pf = net.set_prior(counts, smoothing).numpy()
+    mean = num.sum(-1, keepdims=True) / np.maximum(den.sum(-1, keepdims=True), 1)
+    net.energy_int.copy_(torch.from_numpy(np.round((num + mean) / (den + 1) * 1024)).to(torch.int32))
+    edges = torch.zeros(S, C - 1, dtype=torch.int64)
+    classes = [[None] * S for _ in data]
+    for s in range(1, S):
+        e = [net.energy_int[s - 1].numpy().astype(np.int64)[np.arange(G)[:, None, None], syms[s - 1]].sum(0)
+             for syms, _ in data]
+        edges[s] = torch.from_numpy(np.floor(np.quantile(np.concatenate([v.reshape(-1) for v in e]),
+                                                         np.arange(1, C) / C)).astype(np.int64))
+        net.class_edges[s] = edges[s]
+        for i, (syms, _) in enumerate(data):
+            classes[i][s] = net.stage_classes(s, syms[s - 1])
+    table = torch.zeros(S, G, C, K, dtype=torch.int32)
+    in_use = net._in_use().numpy()                                       # (S, 1, K)
+    for s in range(S):
+        cnt = np.zeros((G, C, K))
+        if s:
+            for (syms, _), cls in zip(data, classes):
+                for g in range(G):
+                    np.add.at(cnt[g], (cls[s].reshape(-1), syms[s, g].reshape(-1)), 1)
+        p = (cnt + strength * pf[s][:, None, :]) / (cnt.sum(-1, keepdims=True) + strength)
+        table[s] = torch.from_numpy(np.maximum(np.round(p * 65536), 1) * in_use[s][:, None, :]).to(torch.int32)
+    net.pmf_class_int.copy_(table)
+    # the copy weights over the class pmfs, and the bits
+    pf_all, q_all, k_all = ([[[] for _ in range(G)] for _ in range(S)] for _ in range(3))
+    anchor_bits = fact_bits = n_all = 0.0
+    for syms, _ in data:
+        h, w = syms.shape[-2:]
+        anchor = checkerboard(h, w).numpy()
+        for s in range(S):
+            base = net.base_rows(s, syms[s - 1] if s else None, h * w)
+            pmf = net._pmfs(s + 1, s)
+            for g in range(G):
+                k = syms[s, g].reshape(-1)
+                pb = base[g][np.arange(h * w), k]
+                anchor_bits += float(-np.log2(pb[anchor.reshape(-1)]).sum())
+                fact_bits += float(-np.log2(pmf[g][k]).sum())
+                n_all += h * w
+                sym = syms[s, g][~anchor]
+                q, ks = _copy_share(syms[s, g], ~anchor, sym)
+                pf_all[s][g].append(pb[~anchor.reshape(-1)])
+                q_all[s][g].append(q)
+                k_all[s][g].append(ks)
+    copy, _, rest_bits = _fit_copy(pf_all, q_all, k_all)
     net.copy_int = copy
-    return {"factorized_bits_per_index": before / count, "context_bits_per_index": after / count}
+    n_rest = sum(len(a) for x in pf_all for y in x for a in y)
+    total = (anchor_bits + rest_bits * n_rest) / n_all
+    return {"mean_entropy_bits_per_index": float(-(pf * np.log2(pf)).sum(-1).mean()),
+            "factorized_bits_per_index": fact_bits / n_all, "context_bits_per_index": total, "classes": C}
 
 
 @torch.no_grad()
@@ -259,9 +360,12 @@ def refit_vq(net: VQCodec, folders, rounds: int = 1, every: int = 1) -> dict:
         folders = training_latents(net, folders)
     for r in range(rounds):
         n = 1 if r == rounds - 1 else every
-        res = refit_vq_prior(net, folders, every=n)
-        if net.cfg.context:
-            res.update(fit_vq_context(net, folders, every=n))
+        if net.cfg.vq_classes:
+            res = fit_vq_classes(net, folders, every=n)
+        else:
+            res = refit_vq_prior(net, folders, every=n)
+            if net.cfg.context:
+                res.update(fit_vq_context(net, folders, every=n))
         history.append(round(res.get("context_bits_per_index", res["mean_entropy_bits_per_index"]), 4))
     res["rd"] = list(net.cfg.vq_rd) if isinstance(net.cfg.vq_rd, tuple) else net.cfg.vq_rd
     if rounds > 1:
@@ -269,16 +373,23 @@ def refit_vq(net: VQCodec, folders, rounds: int = 1, every: int = 1) -> dict:
     return res
 
 
-def with_context(net):
-    """A copy of a factorized binary or VQ model with its context model added."""
+def with_context(net, classes: int | None = None):
+    """A copy of a binary or VQ model with its context model (added if it
+    has none; VQ: with ``classes`` energy classes, 0 for none; None: as
+    the model's)."""
     from dataclasses import replace
 
     from ..models import build
-    new = build(replace(net.cfg, context=True))
-    state = {k: v for k, v in net.state_dict().items()}
-    for name in ("p_ctx_int", "copy_int"):
-        if hasattr(new, name):
-            state[name] = getattr(new, name)
-    new.load_state_dict(state)
-    return new.eval()
+    classes = net.cfg.vq_classes if classes is None else classes
+    new = build(replace(net.cfg, context=True, vq_classes=classes))
+    from ..weights import load_state
+    fresh = new.state_dict()
+    state = {k: v for k, v in net.state_dict().items() if k in fresh}
+    for k, v in fresh.items():   # what the context model adds, or what a new number of classes resizes
+        if k not in state or (k in CLASS_TENSORS and state[k].shape != v.shape):
+            state[k] = v
+    return load_state(new, state).eval()
 
+
+#: the VQ model's tensors of its energy classes
+CLASS_TENSORS = ("energy_int", "class_edges", "pmf_class_int")
