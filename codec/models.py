@@ -496,27 +496,43 @@ class VQCodec(TransformCodec):
         m = (nb >= 0).sum(1)
         return (1 - a) * pf + a * counts / np.maximum(m, 1)[:, None]
 
-    def stage_classes(self, s: int, prev: np.ndarray) -> np.ndarray:
-        """(h, w) energy class of every position of stage s >= 1, from stage
-        s - 1's indices ``prev`` (G, h, w) (integer arithmetic only)."""
-        table = self.energy_int[s - 1].numpy().astype(np.int64)
-        e = sum(table[g][prev[g]] for g in range(self.groups))
-        return np.searchsorted(self.class_edges[s].numpy(), e, side="right")
+    def stage_energy(self, s: int, known: np.ndarray) -> np.ndarray:
+        """(h, w) int64: what picks stage s's energy class at each position.
+        s >= 1: from stage s - 1's indices ``known`` (G, h, w), the sum over
+        the groups of their entries' ``energy_int`` (the error the encoder
+        leaves after them). Stage 1 (s = 0): ``known`` holds its anchors'
+        indices; each other position takes 4 x the mean (floored) of that
+        sum over its anchor neighbours."""
+        table = self.energy_int[max(s - 1, 0)].numpy().astype(np.int64)
+        e = sum(table[g][known[g]] for g in range(self.groups))
+        if s:
+            return e
+        h, w = e.shape
+        anchor = checkerboard(h, w).numpy()
+        pe = np.pad(np.where(anchor, e, 0), 1)
+        pa = np.pad(anchor.astype(np.int64), 1)
+        views = ((2, 1), (0, 1), (1, 2), (1, 0))   # below, above, right, left
+        return (4 * sum(pe[i:i + h, j:j + w] for i, j in views)) // np.maximum(sum(pa[i:i + h, j:j + w] for i, j in views), 1)
+
+    def stage_classes(self, s: int, known: np.ndarray) -> np.ndarray:
+        """(h, w) energy class of every position of stage s: how many of
+        ``class_edges[s]`` its :meth:`stage_energy` reaches (integer
+        arithmetic only); stage 1's anchors get -1 (the factorized pmf)."""
+        cls = np.searchsorted(self.class_edges[s].numpy(), self.stage_energy(s, known), side="right")
+        return np.where(checkerboard(*cls.shape).numpy(), -1, cls) if s == 0 else cls
 
     def class_pmfs(self, s: int) -> np.ndarray:
-        """(G, C, stage s's size) float64: stage s's pmf per group and class."""
+        """(G, C + 1, stage s's size) float64: stage s's pmf per group, the
+        factorized one first (class -1), then one per class."""
         k = self.vq.sizes[s]
-        pmf = self.pmf_class_int[s, :, :, :k].double()
+        pmf = torch.cat([self.pmf_int[s, :, None, :k], self.pmf_class_int[s, :, :, :k]], 1).double()
         return (pmf / pmf.sum(-1, keepdim=True)).numpy()
 
-    def base_rows(self, s: int, prev, positions: int) -> list:
-        """Per group, the (positions, stage s's size) pmf rows of stage s's
-        indices before the copy term: by energy class given stage s - 1's
-        indices ``prev`` (G, h, w); stage 1 (s = 0) has one class."""
+    def base_rows(self, s: int, known) -> list:
+        """Per group, the (h*w, stage s's size) pmf rows of stage s's indices
+        before the copy term, by energy class (:meth:`stage_classes`)."""
         pc = self.class_pmfs(s)
-        if s == 0:
-            return [np.broadcast_to(pc[g, 0], (positions, pc.shape[-1])) for g in range(self.groups)]
-        cls = self.stage_classes(s, prev).reshape(-1)
+        cls = self.stage_classes(s, known).reshape(-1) + 1
         return [pc[g][cls] for g in range(self.groups)]
 
     def _class_parts(self, s: int, prev, anchor: np.ndarray):
@@ -526,17 +542,16 @@ class VQCodec(TransformCodec):
         holds), and a function of stage s's grids (G, h, w; anchors filled)
         giving its other indices' probability rows (copy mixtures)."""
         pc = self.class_pmfs(s)
-        cls = self.stage_classes(s, prev) if s else np.zeros(anchor.shape, np.int64)
-        ca = cls[anchor]
+        ca = self.stage_classes(s, prev)[anchor] if s else np.full(int(anchor.sum()), -1)
         pmfs, positions = [], []
         for g in range(self.groups):
             for c in np.unique(ca).tolist():
-                pmfs.append(pc[g, c])
+                pmfs.append(pc[g, c + 1])
                 positions.append((g, np.nonzero(ca == c)[0]))
-        base = pc[:, cls[~anchor]]                                        # (G, n_rest, K_s)
 
         def rest(grids):
-            return np.concatenate([self.copy_probs(grids[g], s, g, ~anchor, base[g]) for g in range(self.groups)])
+            cls = (self.stage_classes(s, prev) if s else self.stage_classes(0, grids))[~anchor] + 1
+            return np.concatenate([self.copy_probs(grids[g], s, g, ~anchor, pc[g][cls]) for g in range(self.groups)])
         return pmfs, positions, rest
 
     @torch.no_grad()
@@ -564,15 +579,18 @@ class VQCodec(TransformCodec):
                 book = vq.book(s)
                 dist = (residual.pow(2).sum(-1, keepdim=True) - 2 * residual @ book.transpose(1, 2)
                         + book.pow(2).sum(-1)[:, None, :])               # (G, h*w, K)
-                pmfs = self._pmfs(s + 1, s)
-                base = (self.base_rows(s, out[s - 1, i].view(-1, h, w).numpy(), h * w) if self.cfg.vq_classes
-                        else [p[None, :] for p in pmfs])
+                classes = bool(self.cfg.vq_classes)
+                base = (self.base_rows(s, out[s - 1, i].view(-1, h, w).numpy()) if classes and s
+                        else [p[None, :] for p in self._pmfs(s + 1, s)])   # stage 1's anchors: factorized
                 rd = rds[s]
                 for g in range(self.groups):
                     bits = torch.from_numpy(-np.log2(base[g])).to(dist).expand(h * w, -1)
                     out[s, i, g, anchor] = (dist[g, anchor] + rd * bits[anchor]).argmin(-1)
+                if classes and s == 0:   # stage 1's others: classes from all groups' anchors
+                    base = self.base_rows(0, out[0, i].view(-1, h, w).numpy())
+                for g in range(self.groups):
                     grid = out[s, i, g].view(h, w).numpy()
-                    rest_base = base[g][(~anchor).numpy()] if self.cfg.vq_classes else None
+                    rest_base = base[g][(~anchor).numpy()] if classes else None
                     p = self.copy_probs(grid, s, g, ~anchor.view(h, w).numpy(), rest_base)
                     out[s, i, g, ~anchor] = (dist[g, ~anchor] + rd * torch.from_numpy(-np.log2(p)).to(dist)).argmin(-1)
                 residual = residual - vq._pick(book, out[s, i])

@@ -122,9 +122,9 @@ def main() -> None:
         what = (f"checkerboard context model for the {symbols}" if cfg.context
                 else f"factorized prior of the {symbols}")
         if getattr(cfg, "vq_classes", 0):
-            what += (f", with {cfg.vq_classes} energy classes (each stage after the first coded under one of "
-                     f"{cfg.vq_classes} pmfs, picked by the error the previous stage's entries leave, summed "
-                     f"over the position's groups)")
+            what += (f", with {cfg.vq_classes} energy classes (at each position one of {cfg.vq_classes} pmfs, "
+                     f"picked by the error the entries decoded before leave: the previous stage's there, summed "
+                     f"over the position's groups; for stage 1's non-anchors, their anchor neighbours')")
         def num(v):
             return " -> ".join(f"{u:.3f}" for u in v) if isinstance(v, list) else f"{v:.3f}"
         fig = ", ".join(f"{k} {num(v)}" for k, v in meta["prior_refit"].items()

@@ -554,9 +554,19 @@ def test_vq_energy_classes_pick_the_pmf_by_the_error_the_last_stage_left():
     assert net.stage_classes(1, prev).tolist() == [[0, 0], [1, 2]]
     net.pmf_class_int[1, :, 2] = 0
     net.pmf_class_int[1, :, 2, 7] = 5
-    rows = net.base_rows(1, prev, 4)
+    rows = net.base_rows(1, prev)
     assert len(rows) == net.groups and rows[0].shape == (4, 16)
     assert rows[0][3, 7] == 1.0 and np.allclose(rows[0][:3], 1 / 16)
+    # stage 1: its anchors under the factorized pmf (class -1), the others by their anchor neighbours
+    net.class_edges[0] = torch.tensor([400, 800])
+    known = np.zeros((3, 2, 3), np.int64)
+    known[:, 0, 0] = 2     # anchor (0, 0): 3 x 20 = 60
+    known[:, 1, 1] = 10    # anchor (1, 1): 300
+    known[:, 0, 2] = 15    # anchor (0, 2): 450
+    known[:, 1, 0] = 15    # not an anchor: ignored
+    # (0, 1): 4 x (60 + 300 + 450) // 3 = 1080; (1, 0): 4 x (60 + 300) // 2 = 720; (1, 2): 4 x (300 + 450) // 2 = 1500
+    assert net.stage_energy(0, known)[[0, 1, 1], [1, 0, 2]].tolist() == [1080, 720, 1500]
+    assert net.stage_classes(0, known).tolist() == [[-1, 2, -1], [1, -1, 2]]
 
 
 def test_vq_energy_classes_fit_code_fewer_bits_and_round_trip_exactly(vq_file, folder_of, photo, tmp_path):

@@ -178,7 +178,8 @@ def fit_vq_classes(net: VQCodec, folders, every: int = 1, strength: float = 200.
     from the indices its encoder picks now on training latents: the
     factorized pmfs; each entry's mean squared error left after it
     (``energy_int``, x1024); per stage, the class edges at the quantiles of
-    the summed energies (equal shares of positions); the class pmfs (counts
+    what picks the class (``VQCodec.stage_energy``; equal shares of
+    positions; stage 1: of its non-anchors); the class pmfs (counts
     plus ``strength`` x the factorized pmf: a class seen little stays close
     to it); and the copy weights over them. -> mean bits per index under
     the factorized prior and under the whole model."""
@@ -207,22 +208,23 @@ def fit_vq_classes(net: VQCodec, folders, every: int = 1, strength: float = 200.
     net.energy_int.copy_(torch.from_numpy(np.round((num + mean) / (den + 1) * 1024)).to(torch.int32))
     edges = torch.zeros(S, C - 1, dtype=torch.int64)
     classes = [[None] * S for _ in data]
-    for s in range(1, S):
-        e = [net.energy_int[s - 1].numpy().astype(np.int64)[np.arange(G)[:, None, None], syms[s - 1]].sum(0)
-             for syms, _ in data]
-        edges[s] = torch.from_numpy(np.floor(np.quantile(np.concatenate([v.reshape(-1) for v in e]),
-                                                         np.arange(1, C) / C)).astype(np.int64))
+    for s in range(S):   # stage 1 by its anchor neighbours, its anchors factorized (class -1)
+        known = [syms[s - 1] if s else syms[0] for syms, _ in data]
+        e = [net.stage_energy(s, k) for k in known]
+        pool = [v[~checkerboard(*v.shape).numpy()] if s == 0 else v.reshape(-1) for v in e]
+        edges[s] = torch.from_numpy(np.floor(np.quantile(np.concatenate(pool), np.arange(1, C) / C)).astype(np.int64))
         net.class_edges[s] = edges[s]
-        for i, (syms, _) in enumerate(data):
-            classes[i][s] = net.stage_classes(s, syms[s - 1])
+        for i, k in enumerate(known):
+            classes[i][s] = net.stage_classes(s, k)
     table = torch.zeros(S, G, C, K, dtype=torch.int32)
     in_use = net._in_use().numpy()                                       # (S, 1, K)
     for s in range(S):
         cnt = np.zeros((G, C, K))
-        if s:
-            for (syms, _), cls in zip(data, classes):
-                for g in range(G):
-                    np.add.at(cnt[g], (cls[s].reshape(-1), syms[s, g].reshape(-1)), 1)
+        for (syms, _), cls in zip(data, classes):
+            c = cls[s].reshape(-1)
+            ok = c >= 0
+            for g in range(G):
+                np.add.at(cnt[g], (c[ok], syms[s, g].reshape(-1)[ok]), 1)
         p = (cnt + strength * pf[s][:, None, :]) / (cnt.sum(-1, keepdims=True) + strength)
         table[s] = torch.from_numpy(np.maximum(np.round(p * 65536), 1) * in_use[s][:, None, :]).to(torch.int32)
     net.pmf_class_int.copy_(table)
@@ -233,7 +235,7 @@ def fit_vq_classes(net: VQCodec, folders, every: int = 1, strength: float = 200.
         h, w = syms.shape[-2:]
         anchor = checkerboard(h, w).numpy()
         for s in range(S):
-            base = net.base_rows(s, syms[s - 1] if s else None, h * w)
+            base = net.base_rows(s, syms[s - 1] if s else syms[0])
             pmf = net._pmfs(s + 1, s)
             for g in range(G):
                 k = syms[s, g].reshape(-1)
