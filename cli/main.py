@@ -841,7 +841,7 @@ def refit(model, data, out, context, rd, rd_relative, rounds, every, codebooks, 
     if lm.config.arch != "vq" and (rd is not None or rd_relative is not None or rounds is not None or codebooks
                                    or sizes or classes is not None):
         raise Failure("--rd, --rd-relative, --rounds, --codebooks, --sizes and --classes apply to VQ models only")
-    if classes is not None and classes == 1:
+    if classes == 1:
         raise Failure("--classes: give 0 (none) or at least 2")
     if classes and not context:
         raise Failure("--classes needs the context model (drop --no-context)")

@@ -376,7 +376,9 @@ class VQCodec(TransformCodec):
     stage's codebooks has the mean squared error the encoder leaves after
     picking it (``energy_int``, fixed point, fitted on training images);
     the sum over the position's groups, bucketed by ``class_edges[s]``,
-    picks one of C pmfs (``pmf_class_int``) -- in flat regions, where
+    picks one of C pmfs (``pmf_class_int``); stage 1's non-anchors pick
+    theirs from their anchor neighbours' sums (:meth:`stage_energy`), its
+    anchors keep the factorized pmf -- in flat regions, where
     little is left, the small entries are the likely ones. Everything is
     integer until the pmf, so encoder and decoder agree exactly. The
     indices are then coded stage after stage (anchors, then the others),
@@ -542,7 +544,8 @@ class VQCodec(TransformCodec):
         holds), and a function of stage s's grids (G, h, w; anchors filled)
         giving its other indices' probability rows (copy mixtures)."""
         pc = self.class_pmfs(s)
-        ca = self.stage_classes(s, prev)[anchor] if s else np.full(int(anchor.sum()), -1)
+        cls = self.stage_classes(s, prev) if s else None   # stage 1's need its anchors (rest below)
+        ca = cls[anchor] if s else np.full(int(anchor.sum()), -1)
         pmfs, positions = [], []
         for g in range(self.groups):
             for c in np.unique(ca).tolist():
@@ -550,8 +553,8 @@ class VQCodec(TransformCodec):
                 positions.append((g, np.nonzero(ca == c)[0]))
 
         def rest(grids):
-            cls = (self.stage_classes(s, prev) if s else self.stage_classes(0, grids))[~anchor] + 1
-            return np.concatenate([self.copy_probs(grids[g], s, g, ~anchor, pc[g][cls]) for g in range(self.groups)])
+            c = (cls if s else self.stage_classes(0, grids))[~anchor] + 1
+            return np.concatenate([self.copy_probs(grids[g], s, g, ~anchor, pc[g][c]) for g in range(self.groups)])
         return pmfs, positions, rest
 
     @torch.no_grad()
