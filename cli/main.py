@@ -421,11 +421,14 @@ def _init_config(init, cfg, ctx):
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
 @click.option("--freeze", default="", help="Comma-separated parameter-name prefixes to keep fixed "
               "(e.g. g_a,vq,prior_logits: fine-tune the synthesis alone).")
+@click.option("--vq-soft-rate", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="vq: give the rate a gradient through a soft assignment of this temperature (x the mean "
+              "nearest distance; e.g. 0.1); the coded rate stays the hard indices'. 0: off.")
 @click.option("--val-every", type=int, default=1000, show_default=True)
 @click.option("--progress/--no-progress", default=True)
 @guarded
 def train(data, out, arch, n, m, lambdas, codebook, vq_dim, crop, batch, lr, steps, decay_at, warmup, minutes,
-          ckpt_every, threads, device, seed, resume, pack, init, compile_, freeze, val_every, progress):
+          ckpt_every, threads, device, seed, resume, pack, init, compile_, freeze, vq_soft_rate, val_every, progress):
     """Train a model on image folders (loss = bpp + lambda*255^2*MSE, all qualities at once)."""
     from codec.models import ModelConfig
     from codec.training.loop import TrainConfig
@@ -441,7 +444,7 @@ def train(data, out, arch, n, m, lambdas, codebook, vq_dim, crop, batch, lr, ste
                      crop=crop, batch=batch, lr=lr, steps=steps, decay_at=decay_at, warmup=warmup, max_minutes=minutes,
                      ckpt_every_s=ckpt_every, threads=threads, device=device, seed=seed, pack=pack,
                      init=init, compile=compile_, val_every=val_every, progress=progress,
-                     freeze=tuple(f for f in freeze.split(",") if f))
+                     freeze=tuple(f for f in freeze.split(",") if f), vq_soft_rate=vq_soft_rate)
     path = run(tc, resume=resume, log=lambda msg: click.echo(msg, err=True))
     click.echo(f"checkpoint {path}")
 

@@ -386,6 +386,7 @@ class VQCodec(TransformCodec):
     """
 
     latent_kind = "vq"
+    soft_rate = 0.0   # training only (TrainConfig.vq_soft_rate): tau of ResidualVQ's soft bits; 0: off
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
@@ -413,10 +414,14 @@ class VQCodec(TransformCodec):
         y = self.g_a(x)
         n = self.stages(quality).to(x.device)
         logp = F.log_softmax(self.prior_logits, -1)           # (S, G, K)
-        y_hat, syms, aux = self.vq(y, n, self.rate_cost(logp))  # syms (S, B, G, H, W)
+        soft = (self.soft_rate, -logp.detach() / math.log(2)) if self.training and self.soft_rate else None
+        y_hat, syms, aux, soft_bits = self.vq(y, n, self.rate_cost(logp), soft)  # syms (S, B, G, H, W)
         s_idx = torch.arange(self.cfg.levels, device=x.device)[:, None, None, None, None]
         g_idx = torch.arange(self.groups, device=x.device)[None, None, :, None, None]
         lp = logp[s_idx, g_idx, syms]                          # (S, B, G, H, W)
+        if soft_bits is not None:  # the hard index's bits, the soft assignment's gradient
+            soft_lp = -soft_bits * math.log(2)
+            lp = lp + (soft_lp - soft_lp.detach())
         used = (s_idx[:, :, 0] < n[None, :, None, None]).to(lp.dtype)[:, :, None]
         lik = torch.exp(lp * used).permute(1, 0, 2, 3, 4)      # unused stages cost nothing
         return {"x_hat": self.g_s(y_hat), "likelihoods": {"vq": lik}, "aux": aux}

@@ -89,22 +89,33 @@ class ResidualVQ(nn.Module):
         changes in place before the backward pass.)"""
         return book[torch.arange(book.shape[0], device=idx.device)[:, None], idx]
 
-    def forward(self, y, stages: torch.Tensor, cost=None):
+    def forward(self, y, stages: torch.Tensor, cost=None, soft=None):
         """y (B, M, H, W); stages (B,) ints in 1..S: how many stages each
         sample uses; ``cost`` (S, G, K): an extra cost per entry in the
         choice of indices (see :meth:`_nearest`; None: the nearest entries).
         -> (y_hat with straight-through gradients, symbols (S, B, G, H, W)
-        int64, auxiliary loss)."""
+        int64, auxiliary loss, soft bits or None).
+
+        ``soft`` = (tau, bits (S, G, K)): also the expected bits of each
+        index under a soft assignment, softmax(-(distance + cost) / t) over
+        the stage's entries with t = tau x the batch's mean nearest
+        distance (soft-to-hard VQ, Agustsson et al. 2017), (S, B, G, H, W)
+        with gradients to y: the hard index's bits have none, so without it
+        the encoder never learns what its latent costs."""
         v, shape = self._vectors(y)
         if self.training and not bool(self.initialised):
             self._init_from(v.detach())
         per = shape[1] * shape[2]
         use = (torch.arange(self.stages, device=y.device)[:, None] < stages[None, :])  # (S, B)
         residual, q_total, aux = v, torch.zeros_like(v), v.new_zeros(())
-        syms = []
+        syms, soft_bits = [], []
         for s in range(self.stages):
             book = self.book(s)
-            idx = self._nearest(residual.detach(), book.detach(), None if cost is None else cost[s, :, :self.sizes[s]])
+            c = None if cost is None else cost[s, :, :self.sizes[s]]
+            idx = self._nearest(residual.detach(), book.detach(), c)
+            if soft is not None:
+                soft_bits.append(self._soft_bits(residual, book.detach(), soft[0], soft[1][s, :, :self.sizes[s]], c)
+                                 .view(self.groups, *shape).transpose(0, 1))
             q = self._pick(book, idx)
             active = use[s].repeat_interleave(per)
             mask = active[None, :, None].to(v.dtype)
@@ -117,7 +128,16 @@ class ResidualVQ(nn.Module):
                 self._track(s, idx, active, residual.detach() + q.detach())
         y_hat = self._tensor(q_total, shape)
         y_hat = y_hat + (y - y.detach()) if self.training else y_hat  # straight through
-        return y_hat, torch.stack(syms), aux
+        return y_hat, torch.stack(syms), aux, torch.stack(soft_bits) if soft is not None else None
+
+    @staticmethod
+    def _soft_bits(r, book, tau: float, bits, cost=None):
+        """r (G, P, d) with gradients, book (G, K, d), bits and cost (G, K)
+        -> (G, P) expected bits under the soft assignment (see :meth:`forward`)."""
+        d = (r.pow(2).sum(-1, keepdim=True) - 2 * r @ book.transpose(1, 2) + book.pow(2).sum(-1)[:, None, :])
+        score = d if cost is None else d + cost[:, None, :]
+        t = tau * d.detach().min(-1).values.mean().clamp_min(1e-8)
+        return (torch.softmax(-score / t, -1) * bits[:, None, :]).sum(-1)
 
     @torch.no_grad()
     def _init_from(self, v):

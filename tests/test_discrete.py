@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 import numpy as np
 import pytest
 import torch
@@ -73,8 +74,26 @@ def test_vq_more_stages_more_bits_better_picture(vq_file, photo):
 def test_vq_lookup_from_indices_equals_eval_output(photo):
     net = fitted(VQCodec, VQ_CFG, photo)
     y = torch.randn(1, 12, 3, 5)
-    y_hat, syms, _ = net.vq(y, torch.tensor([2]))
+    y_hat, syms, _, _ = net.vq(y, torch.tensor([2]))
     assert torch.equal(net.vq.lookup(syms[:2], 2), y_hat)
+
+
+def test_vq_soft_rate_keeps_the_hard_bits_and_gives_the_encoder_a_rate_gradient(photo):
+    net = fitted(VQCodec, VQ_CFG, photo).train()
+    for p in net.vq.parameters():
+        p.requires_grad_(False)  # frozen codebooks: the same indices in both passes
+    x = torch.from_numpy(photo[:32, :32]).permute(2, 0, 1)[None].float() / 255
+    rates, grads = [], []
+    for tau in (0.0, 0.1):
+        net.soft_rate = tau
+        net.zero_grad()
+        bits = -torch.log2(net(x, torch.tensor([3.0]))["likelihoods"]["vq"]).sum()
+        bits.backward()
+        rates.append(bits.item())
+        g = net.g_a[0].weight.grad
+        grads.append(0.0 if g is None else g.abs().sum().item())
+    assert rates[0] == pytest.approx(rates[1], rel=1e-6)  # the value is the hard indices' bits
+    assert grads[0] == 0.0 and grads[1] > 0.0             # only the soft assignment reaches g_a
 
 
 def test_vq_revives_dead_codes():
@@ -96,7 +115,7 @@ def test_vq_trains_through_dead_code_revival():
     vq = ResidualVQ(8, 4, 16, 2, revive_after=1).train()
     y = torch.randn(2, 8, 4, 4, requires_grad=True)
     for _ in range(3):  # every step revives the entries the batch left unused, in place
-        y_hat, _, aux = vq(y, torch.tensor([2, 1]))
+        y_hat, _, aux, _ = vq(y, torch.tensor([2, 1]))
         (aux + y_hat.pow(2).mean()).backward()
     assert vq.codebooks.grad is not None and y.grad is not None
 
@@ -108,7 +127,7 @@ def test_vq_loads_files_with_one_codebook_shared_by_all_groups():
     shared = torch.randn(2, 16, 4)
     vq.load_state_dict({"codebooks": shared, "initialised": torch.tensor(True), "idle": torch.zeros(2, 16)})
     y = torch.randn(1, 8, 3, 3)
-    _, syms, _ = vq.eval()(y, torch.tensor([2]))
+    _, syms, _, _ = vq.eval()(y, torch.tensor([2]))
     old = shared[0][syms[0, 0, 1].reshape(-1)] + shared[1][syms[1, 0, 1].reshape(-1)]  # group 1, by hand
     assert torch.equal(vq.lookup(syms, 2)[0, 4:].permute(1, 2, 0).reshape(-1, 4), old)
     # and a current state dict loads as it is, dead-code counters included (resuming training)
@@ -128,7 +147,7 @@ def test_vq_kmeans_init_fits_each_group_its_own_codebook():
     vq = ResidualVQ(4, 2, 4, 1)
     counts = vq.kmeans_init(y, gen=gen)
     assert counts.sum().item() == 2 * 256 and bool(vq.initialised)
-    y_hat, _, _ = vq.eval()(y, torch.tensor([1]))
+    y_hat, _, _, _ = vq.eval()(y, torch.tensor([1]))
     assert (y_hat - y).abs().max() < 0.1 * 100  # every cluster has its own entry, in both groups
     assert (y_hat[:, :2] - y[:, :2]).abs().max() < 0.1
 
@@ -149,9 +168,12 @@ def test_discrete_models_train(cfg, tmp_path, photo):
     for i in range(2):
         Image.fromarray(np.roll(photo, 9 * i, 1)).save(d / f"{i}.png")
     tc = TrainConfig(data=[str(d)], out=str(tmp_path / "run"), model=cfg, crop=64, batch=2, steps=3,
-                     progress=False, val_every=2, ckpt_every_s=1e9)
+                     progress=False, val_every=2, ckpt_every_s=1e9, vq_soft_rate=0.1 if cfg.arch == "vq" else 0.0)
     st = checkpoint.load(train(tc, log=lambda *_: None))
     assert st["step"] == 3
+    if cfg.arch != "vq":
+        with pytest.raises(ValueError, match="--vq-soft-rate is for the vq architecture"):
+            train(replace(tc, vq_soft_rate=0.1, out=str(tmp_path / "run2")), log=lambda *_: None)
 
 
 @pytest.fixture(scope="module")

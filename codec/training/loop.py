@@ -50,6 +50,7 @@ class TrainConfig:
     pack: str = ""                   # a crop pack (pack.py) instead of image folders
     init: str = ""                   # start from these weights (.safetensors) when not resuming
     freeze: tuple = ()               # parameter-name prefixes kept fixed (e.g. g_a, vq: fine-tune g_s alone)
+    vq_soft_rate: float = 0.0        # VQ: tau of the soft assignment that gives the rate a gradient (models.VQCodec)
     progress: bool = True
 
     def to_dict(self) -> dict:
@@ -193,6 +194,10 @@ def train(tc: TrainConfig, resume: bool = False, log=print) -> Path:
     gen = torch.Generator().manual_seed(tc.seed * 1000 + rank)
     torch.manual_seed(tc.seed)
     model = build(tc.model)
+    if tc.vq_soft_rate:
+        if not hasattr(model, "soft_rate"):
+            raise ValueError("--vq-soft-rate is for the vq architecture")
+        model.soft_rate = tc.vq_soft_rate
     if tc.init and not resume:
         from ..weights import load as load_weights, trainable_state
         load_state(model, trainable_state(load_weights(tc.init).net.state_dict()))
