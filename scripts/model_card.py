@@ -75,18 +75,46 @@ def head_card(path: Path, md: dict) -> None:
     print(out.read_text())
 
 
-def _stage(meta: dict) -> str:
-    """One training stage (a run's metadata, or one entry of its "stages")."""
+def _stage(meta: dict, first: bool = True) -> str:
+    """One training stage (a run's metadata, or one entry of its "stages");
+    ``first``: the lineage's first (how its start was made is told once)."""
     lr = meta["schedule"] if meta.get("schedule") else f"lr {meta.get('lr')}" + (
         f" (x{meta.get('decay_factor', 0.1)} from step {meta['decay_at']})"
         if meta.get("decay_at", 10**9) < 10**9 else "")
-    start = (f"- start: `{meta['init_from']}`" + (f": {meta['init']}" if meta.get("init") else "") + "\n"
+    start = (f"- start: `{meta['init_from']}`" + (f": {meta['init']}" if meta.get("init") and first else "") + "\n"
              if meta.get("init_from") else "")
     frozen = f" ({', '.join(meta['frozen'])} frozen)" if meta.get("frozen") else ""
+    if meta.get("vq_soft_rate"):
+        frozen += f", the VQ rate's gradient through a soft assignment (`--vq-soft-rate {meta['vq_soft_rate']:g}`)"
     return start + (f"- {meta.get('steps')} steps{frozen} on {', '.join(meta.get('train_data', []))} (training split: every "
             f"20th image held out for validation; Kodak never used), random {meta.get('crop')}px crops, "
             f"batch {meta.get('batch')}, Adam {lr}; wall time {meta.get('train_hours')} h on "
-            f"{meta.get('hardware') or 'unknown hardware'}")
+            f"{meta.get('hardware') or 'unknown hardware'}"
+            + ("; then its prior refitted (`aecodec refit`)" if meta.get("prior_refit") else ""))
+
+
+def lineage(meta: dict) -> list:
+    """The trainings that made a file, oldest first: those of the files it
+    was trained from (``before``, as export records them), then its own."""
+    chain, m = [], meta
+    while m:
+        if m.get("stages"):
+            chain[:0] = m["stages"]
+            break
+        chain.insert(0, m)
+        m = m.get("before")
+    return chain
+
+
+def latest_refit(meta: dict, codebooks: bool = False) -> tuple:
+    """-> (the newest prior refit in the lineage (``codebooks``: the newest
+    that redesigned the VQ codebooks), the trainings after it)."""
+    chain = lineage(meta)
+    for i in range(len(chain) - 1, -1, -1):
+        refit = chain[i].get("prior_refit")
+        if refit and (refit.get("codebooks") or not codebooks):
+            return refit, chain[i + 1:]
+    return None, []
 
 
 def main() -> None:
@@ -114,10 +142,11 @@ def main() -> None:
              (f"- weights hash (in every .aec header): `{lm.weights_hash.hex()}`" if lm.base_hash == lm.weights_hash else
               f"- weights hash (in every .aec header): `{lm.weights_hash.hex()}` for files coded with the context "
               f"model; `{lm.base_hash.hex()}` (the file's tensors without `context.*`) for files coded without it"),
-             *[_stage(st) for st in meta.get("stages", [meta])],
+             *[_stage(st, i == 0) for i, st in enumerate(lineage(meta))],
              "- how: `aecodec train` (codec/training/loop.py): every sample of a batch draws its own quality "
              "level, loss = bpp + lambda*255^2*MSE, random 0.5-1 down-scaled crops with flips"]
-    if meta.get("prior_refit"):
+    refit, after = latest_refit(meta)
+    if refit:
         symbols = "indices" if cfg.arch == "vq" else "bits"
         what = (f"checkerboard context model for the {symbols}" if cfg.context
                 else f"factorized prior of the {symbols}")
@@ -127,26 +156,31 @@ def main() -> None:
                      f"over the position's groups; for stage 1's non-anchors, their anchor neighbours')")
         def num(v):
             return " -> ".join(f"{u:.3f}" for u in v) if isinstance(v, list) else f"{v:.3f}"
-        fig = ", ".join(f"{k} {num(v)}" for k, v in meta["prior_refit"].items()
+        fig = ", ".join(f"{k} {num(v)}" for k, v in refit.items()
                         if k not in ("rd", "rd_relative", "codebooks", "sizes", "classes", "note"))
-        rd = meta["prior_refit"].get("rd") or 0
-        rel = meta["prior_refit"].get("rd_relative")
+        rd = refit.get("rd") or 0
+        rel = refit.get("rd_relative")
         weight = (f"per stage {rel:g} x the error the stage removes per bit: "
                   + ", ".join(f"{v:.3g}" for v in rd) if isinstance(rd, list) and rel is not None
                   else ", ".join(f"{v:.3g}" for v in rd) if isinstance(rd, list) else f"{rd:g}")
         how = (f"; the encoder picks indices by rate and error (entropy-constrained VQ, rate weight {weight}, "
                f"`models.VQCodec.assign`), and each refit counts the indices chosen under the last one's prior"
                if rd and (not isinstance(rd, list) or any(rd)) else "")
-        note = meta["prior_refit"].get("note")
+        note = refit.get("note")
         lines.append(f"- prior: {what} refitted by counting symbols on the training images "
                      f"(`aecodec refit`, codec/training/refit.py; transforms unchanged{how}): {fig}"
-                     + (f" ({note})" if note else ""))
-    design = (meta.get("prior_refit") or {}).get("codebooks")
+                     + (f" ({note})" if note else "")
+                     + (f"; then {len(after)} more training(s) above, "
+                        + ("which kept the codebooks and the prior as they were" if all(
+                            {"vq", "prior_logits"} <= set(st.get("frozen", ())) for st in after)
+                           else "which moved what the refit had fitted") if after else ""))
+    redesign, _ = latest_refit(meta, codebooks=True)
+    design = (redesign or {}).get("codebooks")
     if design:
         per = "; ".join(f"stage {st['stage']} {st['before']['used']:.1%} / {st['before']['mse']:.2f} / "
                         f"{st['before']['bits']:.2f} -> {st['after']['used']:.1%} / {st['after']['mse']:.2f} / "
                         f"{st['after']['bits']:.2f}" for st in design["stages"])
-        cut = (meta["prior_refit"] or {}).get("sizes")
+        cut = redesign.get("sizes")
         lines.append((f"- codebooks: sorted by probability and cut to {', '.join(map(str, cut))} entries per stage "
                       f"(`aecodec refit --sizes`), then " if cut else "- codebooks: ") +
                      f"redesigned on the latents of every {design.get('every', 1)}th training image "

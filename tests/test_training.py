@@ -259,6 +259,40 @@ def test_freeze_trains_only_the_rest(folder, tmp_path):
     assert not torch.equal(first["g_s.0.weight"], last["g_s.0.weight"])
 
 
+def test_export_keeps_the_history_of_the_weights_a_run_started_from(folder, tmp_path):
+    """A run from --init exports the start file's facts under "before" (the
+    model card lists every training of the lineage) and its soft VQ rate."""
+    from dataclasses import replace
+
+    from codec.training.export import export
+    tc = replace(cfg(folder, tmp_path / "a", 2),
+                 model=ModelConfig(arch="vq", N=8, M=12, codebook=8, vq_dim=4, lambdas=(0.01, 0.05)))
+    first = export(train(tc, log=lambda *_: None), tmp_path / "a.safetensors", "t")
+    assert "before" not in first and "vq_soft_rate" not in first
+    tc = replace(tc, out=str(tmp_path / "b"), steps=1, init=str(tmp_path / "a.safetensors"), vq_soft_rate=0.1)
+    second = export(train(tc, log=lambda *_: None), tmp_path / "b.safetensors", "t")
+    assert second["init_from"] == "a.safetensors" and second["vq_soft_rate"] == 0.1
+    assert second["before"]["steps"] == 2 and second["before"]["checkpoint"] == first["checkpoint"]
+
+
+def test_model_card_lists_the_lineage_oldest_first_and_finds_the_newest_refit():
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(
+        "model_card", Path(__file__).resolve().parents[1] / "scripts/model_card.py")
+    card = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(card)
+    old = {"steps": 8, "prior_refit": {"note": "old", "codebooks": {"iterations": 1}}}
+    mid = {"steps": 3, "before": old, "prior_refit": {"note": "mid"}, "init_from": "a", "init": "from k-means"}
+    new = {"steps": 1, "before": mid, "frozen": ["vq", "prior_logits"]}
+    assert [m["steps"] for m in card.lineage(new)] == [8, 3, 1]
+    refit, after = card.latest_refit(new)
+    assert refit["note"] == "mid" and after == [new]
+    assert card.latest_refit(new, codebooks=True) == (old["prior_refit"], [mid, new])
+    assert card.latest_refit({"steps": 2}) == (None, [])
+    assert "from k-means" in card._stage(mid) and "from k-means" not in card._stage(mid, first=False)
+
+
 def test_freeze_refuses_unknown_names(folder, tmp_path):
     from dataclasses import replace
     with pytest.raises(ValueError, match="no parameters named nope"):

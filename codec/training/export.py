@@ -41,11 +41,15 @@ def export(ckpt_path, out_path, model_id: str, hardware: str = "") -> dict:
             "train_hours": wall, "hardware": hardware, "checkpoint": ckpt_path.name}
     if tc.get("freeze"):
         meta["frozen"] = list(tc["freeze"])
+    if tc.get("vq_soft_rate"):
+        meta["vq_soft_rate"] = tc["vq_soft_rate"]
     if tc.get("init"):  # where the run started, and how that start was made (if its file says)
         meta["init_from"] = Path(tc["init"]).name
         if Path(tc["init"]).exists():
-            how = json.loads(weights.file_metadata(tc["init"]).get("meta", "{}")).get("init")
-            if how:
-                meta["init"] = how
+            before = json.loads(weights.file_metadata(tc["init"]).get("meta", "{}"))
+            if before.get("init"):
+                meta["init"] = before["init"]
+            if before.get("steps"):  # the training (and refits) this run continued
+                meta["before"] = before
     weights.save(net, out_path, model_id, meta)
     return meta
