@@ -149,8 +149,10 @@ def main() -> None:
     res["images"] = len(paths)
     for name in wanted:
         res[name] = parts[name](paths, args.vq_model) if name == "vq" else parts[name](paths)
-    v = res["vq"]
-    print(f"VQ {v['model']}: K={v['codebook']}, {v['groups']} groups, {v['indices_per_stage']} indices per stage")
+    Path(args.out).write_text(json.dumps(res, indent=1))
+    v = res.get("vq", {"stages": []})
+    if "model" in v:
+        print(f"VQ {v['model']}: K={v['codebook']}, {v['groups']} groups, {v['indices_per_stage']} indices per stage")
     for s in v["stages"]:
         print(f"  stage {s['stage']}: used {100 * s['used_share']:.1f}% of its {s.get('entries', v['codebook'])} "
               f"entries per group, "
@@ -160,14 +162,13 @@ def main() -> None:
     if "context_saving_percent_all_stages" in v:
         print(f"  all stages: the context model codes {v['context_saving_percent_all_stages']:.1f}% fewer bits "
               f"than the factorized prior alone")
-    for r in res["binary"]["qualities"]:
+    for r in res.get("binary", {}).get("qualities", []):
         print(f"binary q{r['quality']}: raw {r['raw_bpp']:.4f} bpp, coded {r['coded_bpp']:.4f} bpp "
               f"({100 * r['coded_over_raw']:.1f}% of raw)")
     for r in res.get("binarized", {}).get("qualities", []):
         print(f"binarized (binary-hp) q{r['quality']:g}: raw {r['raw_bpp']:.4f} bits/pixel, coded {r['coded_bpp']:.4f} "
               f"bpp ({100 * r['coded_over_raw']:.1f}% of raw); the same symbols as integers {r['scalar_coded_bpp']:.4f} bpp "
               f"({100 * (r['binary_over_scalar'] - 1):+.2f}%)")
-    Path(args.out).write_text(json.dumps(res, indent=1))
     print(f"wrote {args.out}")
 
 
