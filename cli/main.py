@@ -336,7 +336,7 @@ def info(file, as_json):
         click.echo(json.dumps(d))
         return
     for k in ("file", "version", "width", "height", "mode", "bit_depth", "latent_kind", "model",
-              "weights", "quality", "precision", "context", "bytes", "header_bytes", "stream_lengths", "bpp",
+              "weights", "quality", "precision", "context", "post", "bytes", "header_bytes", "stream_lengths", "bpp",
               "checksum_ok"):
         v = d[k]
         click.echo(f"{k:>14}: {round(v, 4) if isinstance(v, float) else v}")
@@ -534,6 +534,48 @@ def train_context(data, weights_path, out, output, steps, decay_at, lr, crop, cr
     report = run(weights_path, data, out, steps, decay, lr, minutes, resume, output, install_only,
                  log=lambda msg: click.echo(msg, err=True), crop=crop, crops_per_image=crops_per_image,
                  pack=pack, device=device, batch=batch)
+    click.echo(json.dumps(report))
+
+
+@main.command("train-post")
+@click.argument("data", nargs=-1, required=True)
+@click.option("--weights", "weights_path", required=True, help="A scalar (hyperprior) model's .safetensors file.")
+@click.option("--out", "out", required=True, help="Run folder (bank of coded crops, ckpt.pt, log.csv).")
+@click.option("-o", "--output", default=None, help="Write the weights file with the post-filter installed.")
+@click.option("--steps", type=int, default=6000, show_default=True)
+@click.option("--decay-at", default=None, help="Comma-separated steps where lr is multiplied by 0.1 [80% of --steps].")
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--crops", type=int, default=4000, show_default=True, help="Training crops coded into the bank.")
+@click.option("--crop", type=int, default=128, show_default=True)
+@click.option("--width", type=int, default=64, show_default=True)
+@click.option("--layers", type=int, default=3, show_default=True, help="Hidden 3x3 layers after the first.")
+@click.option("--batch", type=int, default=16, show_default=True)
+@click.option("--minutes", type=float, default=None, help="Stop (with a checkpoint) after this long.")
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from --out's checkpoint.")
+@click.option("--install-only", is_flag=True, help="Skip training: install --out's checkpoint into -o.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing -o file.")
+@guarded
+def train_post(data, weights_path, out, output, steps, decay_at, lr, crops, crop, width, layers, batch, minutes,
+               threads, resume, install_only, force):
+    """Train a scalar model's post-filter on g_s's output (the codec fixed) and install it."""
+    import torch
+
+    from codec.training.post import run
+    if output and Path(output).exists() and not force and Path(output).resolve() != Path(weights_path).resolve():
+        raise Failure(f"{output} already exists; pass -f/--force to overwrite it")
+    if install_only and not (Path(out) / "ckpt.pt").exists():
+        raise Failure(f"no checkpoint in {out} to install")
+    if crop % 64 or crop < 64:
+        raise Failure(f"--crop must be a multiple of 64, got {crop}")
+    torch.set_num_threads(threads)
+    decay = tuple(int(s) for s in decay_at.split(",")) if decay_at else None
+    try:
+        report = run(weights_path, data, out, steps, decay, minutes, resume, output, install_only,
+                     log=lambda msg: click.echo(msg, err=True), lr=lr, crops=crops, crop=crop, width=width,
+                     layers=layers, batch=batch)
+    except ValueError as exc:
+        raise Failure(str(exc)) from None
     click.echo(json.dumps(report))
 
 

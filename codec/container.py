@@ -10,7 +10,8 @@ Layout, little-endian::
     bit_depth    B    bits per sample of the original image (8 or 16)
     flags        B    bit 0: synthesis ran in bfloat16 (else float32); bit 1:
                       scalar latent coded under the integer y tables; bit 2:
-                      and in passes under the model's context model; others 0
+                      and in passes under the model's context model; bit 3:
+                      the model's post-filter ran on the synthesis output; others 0
     width        I
     height       I
     quality      f    rate parameter the model was run at (float32)
@@ -46,7 +47,9 @@ FLAG_Y_TABLES = 2
 #: flags bit: the scalar latent is coded in passes, each under the model's
 #: context model given the passes before (context.py); needs FLAG_Y_TABLES
 FLAG_Y_CONTEXT = 4
-KNOWN_FLAGS = FLAG_BF16 | FLAG_Y_TABLES | FLAG_Y_CONTEXT
+#: flags bit: the model's post-filter (post.py) ran on the synthesis output
+FLAG_POST = 8
+KNOWN_FLAGS = FLAG_BF16 | FLAG_Y_TABLES | FLAG_Y_CONTEXT | FLAG_POST
 
 _FIXED = struct.Struct("<4sBHBBBBIIfH")  # magic .. tile
 _MIN_HEADER = _FIXED.size + 1 + 8 + 4 + 2 + 4 + 4
@@ -82,11 +85,17 @@ class Header:
         """The latent is coded in passes under the model's context model (flags bit 2)."""
         return bool(self.flags & FLAG_Y_CONTEXT)
 
+    @property
+    def post(self) -> bool:
+        """The model's post-filter ran on the synthesis output (flags bit 3)."""
+        return bool(self.flags & FLAG_POST)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["weights"] = self.weights.hex()
         d["precision"] = self.precision
         d["context"] = self.context
+        d["post"] = self.post
         return d
 
 

@@ -27,6 +27,7 @@ from . import coding, transforms
 from .context import PASSES, ContextModel, pass_map
 from .fast import CachedModule
 from .latent_codecs import Y_BOUND, HyperpriorLatentCodec, _y_models, table_part, table_symbols
+from .post import PostFilter
 from .priors import LEVELS
 
 #: CompressAI zoo lambdas (MSE) for qualities 1..8; loss = bpp + lambda*255^2*MSE.
@@ -121,6 +122,11 @@ class TransformCodec(CachedModule):
         self.cfg = cfg
         self.g_a = transforms.analysis(cfg.N, cfg.M)
         self.g_s = transforms.synthesis(cfg.N, cfg.M)
+        #: post-filter on g_s's output (post.py); absent from files without one.
+        #: Built without drawing from torch's RNG, so a model's other weights
+        #: start as they did before it existed
+        with torch.random.fork_rng(devices=[]):
+            self.post = PostFilter()
 
     #: the lowest quality accepted (levels below 1 are extrapolated, untrained)
     min_quality = 1.0
@@ -167,6 +173,18 @@ class TransformCodec(CachedModule):
             from .fast import TwoWay
             self._cache[key] = TwoWay(self._fast(name, dtype))
         return self._cache[key]
+
+    @property
+    def has_post(self) -> bool:
+        return self.post.present
+
+    def post_filter(self, x: torch.Tensor, quality: float) -> torch.Tensor:
+        """Coding: the post-filter on g_s's output ``x`` (in x's dtype, exact on any thread count)."""
+        key = f"post:{x.dtype}:two-way"
+        if key not in self._cache:
+            from .fast import TwoWay, accelerate
+            self._cache[key] = TwoWay(accelerate(self.post.body).to(x.dtype))
+        return self.post.run(self._cache[key], x, quality)
 
 
 def y_slice(r):

@@ -90,17 +90,20 @@ def encode(image, quality: float = 4, model=None,
     lm.net.check_quality(q)
     y_tables = lm.net.latent_kind == "scalar"
     y_context = y_tables and getattr(lm.net, "has_context", False)
-    strings, recon = tiling.encode(lm.net, pic.rgb, q, tile, device, precision, effort, y_tables, y_context)
+    post = lm.net.has_post
+    strings, recon = tiling.encode(lm.net, pic.rgb, q, tile, device, precision, effort, y_tables, y_context,
+                                   post)
     rgb = recon[:pic.height, :pic.width]
     if pic.alpha is not None:
         strings = strings + [io.png_bytes(pic.alpha)]
     header = Header(width=pic.width, height=pic.height, mode=pic.mode, model=lm.model_id,
-                    weights=lm.hash_for(y_context), quality=q, latent_kind=lm.net.latent_kind,
+                    weights=lm.hash_for(y_context, post), quality=q, latent_kind=lm.net.latent_kind,
                     bit_depth=pic.bit_depth, recon_crc=tiling.crc_rows(rgb),
                     tile=tile // 64, stream_lengths=[len(b) for b in strings],
                     flags=((container.FLAG_BF16 if precision == "bf16" else 0)
                            | (container.FLAG_Y_TABLES if y_tables else 0)
-                           | (container.FLAG_Y_CONTEXT if y_context else 0)))
+                           | (container.FLAG_Y_CONTEXT if y_context else 0)
+                           | (container.FLAG_POST if post else 0)))
     data = container.pack(header, strings)
     recon = io.Picture(rgb, pic.alpha, pic.mode)
     if pic.mode in ("L", "LA"):
@@ -111,14 +114,16 @@ def encode(image, quality: float = 4, model=None,
 
 
 def check_model(header: Header, lm: weights.LoadedModel) -> None:
-    context = header.context
-    if header.model != lm.model_id or header.weights != lm.hash_for(context):
+    context, post = header.context, header.post
+    if header.model != lm.model_id or header.weights != lm.hash_for(context, post):
         raise DecodeError(
             f"file was made by model {header.model!r} (weights {header.weights.hex()}) but the "
-            f"model given is {lm.model_id!r} (weights {lm.hash_for(context).hex()}); decode it with "
+            f"model given is {lm.model_id!r} (weights {lm.hash_for(context, post).hex()}); decode it with "
             f"the model that wrote it")
     if context and not (header.latent_kind == "scalar" and getattr(lm.net, "has_context", False)):
         raise DecodeError(f"file is coded with a context model, which model {lm.model_id!r} does not have")
+    if post and not lm.net.has_post:
+        raise DecodeError(f"file is coded with a post-filter, which model {lm.model_id!r} does not have")
     if header.latent_kind != lm.net.latent_kind:
         raise DecodeError(f"file has a {header.latent_kind} latent, model {lm.model_id!r} "
                           f"codes {lm.net.latent_kind}")
@@ -152,7 +157,8 @@ def decode(data: bytes, model=None, max_pixels: int | None = container.DEFAULT_M
     try:
         recon = tiling.decode(lm.net, latent, hp, wp, header.quality, header.tile * 64,
                               header.height, header.width, region=box, precision=header.precision,
-                              y_tables=bool(header.flags & container.FLAG_Y_TABLES), y_context=header.context)
+                              y_tables=bool(header.flags & container.FLAG_Y_TABLES), y_context=header.context,
+                              post=header.post)
     except tiling.TileError as exc:
         raise DecodeError(str(exc)) from None
     except RuntimeError as exc:

@@ -65,7 +65,10 @@ def objective(net, y, x, valid, quality: torch.Tensor, bf16: bool = False):
 def _rd(net, y_in, bits, x, valid, quality, bf16):
     """(loss, bpp, mse) of synthesising ``y_in`` at ``bits`` for ``x``."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        x_hat = net.g_s(y_in).float()
+        x_hat = net.g_s(y_in)
+        if net.has_post:  # the decoder's post-filter is part of what the latent is refined for
+            x_hat = net.post(x_hat, quality)
+        x_hat = x_hat.float()
     n = valid.sum()
     mse = ((x_hat - x) ** 2 * valid).sum() / (3 * n)
     bpp = bits / n

@@ -133,16 +133,28 @@ def analyse(net, rgb: np.ndarray, tile: int, device=None) -> torch.Tensor:
 
 @torch.inference_mode()
 def encode(net, rgb: np.ndarray, quality: float, tile: int, device=None, precision: str = "fp32",
-           effort: int = 0, y_tables: bool = True, y_context: bool = False):
+           effort: int = 0, y_tables: bool = True, y_context: bool = False, post: bool = False):
     """rgb: (H, W, 3) uint8; it is replicate-padded to the model's stride
     tile by tile. -> (streams, reconstruction (Hp, Wp, 3) uint8).
     ``precision``: the synthesis arithmetic (PRECISIONS); the decoder must use the same.
     ``effort``: steps of encoder-side latent refinement (refine.py; 0: none).
     ``y_tables``: a scalar latent's symbols coded grouped under the integer
     tables (latent_codecs.GaussianLatentCodec; the container's flag);
-    ``y_context``: and in passes under the model's context model (context.py)."""
+    ``y_context``: and in passes under the model's context model (context.py);
+    ``post``: the model's post-filter runs on g_s's output (post.py)."""
     height, width = rgb.shape[:2]
     hp, wp = padded_size(net, height, width)
+    side, tiles, y_in = coded_latent(net, rgb, quality, tile, device, effort, y_tables, y_context)
+    recon = _synthesize(net, y_in, (hp, wp), tile, precision=precision, post=quality if post else None)
+    crcs = [_tile_crc(recon, r, height, width) for r in rects(hp, wp, tile)]
+    return [side, struct.pack(f"<{len(crcs)}I", *crcs)] + tiles, recon
+
+
+def coded_latent(net, rgb: np.ndarray, quality: float, tile: int, device=None, effort: int = 0,
+                 y_tables: bool = True, y_context: bool = False):
+    """The latent half of :func:`encode` -> (side bytes, tile bytes, y_in):
+    y_in is what g_s receives, exactly as the decoder rebuilds it."""
+    hp, wp = padded_size(net, *rgb.shape[:2])
     y = analyse(net, rgb, tile, device)
     if effort:
         from .refine import refine
@@ -156,17 +168,25 @@ def encode(net, rgb: np.ndarray, quality: float, tile: int, device=None, precisi
         data, y_in = net.code_tile(state, r)
         state["y"][y_slice(r)] = y_in
         tiles.append(data)
-    y_in = state.pop("y")
-    del state, y
-    recon = _synthesize(net, y_in, (hp, wp), tile, precision=precision)
-    crcs = [_tile_crc(recon, r, height, width) for r in rects(hp, wp, tile)]
-    return [side, struct.pack(f"<{len(crcs)}I", *crcs)] + tiles, recon
+    return side, tiles, state.pop("y")
 
 
-def _synthesize(net, y_in, shape, tile, only=None, precision: str = "fp32"):
+@torch.inference_mode()
+def synthesis_output(net, rgb: np.ndarray, quality: float, y_context: bool = False) -> torch.Tensor:
+    """(1, 3, Hp, Wp) float32: g_s's output (before clamping and any
+    post-filter) for the latent a one-tile fp32 encode codes -- what the
+    post-filter sees when decoding (training/post.py)."""
+    y_in = coded_latent(net, rgb, quality, 0, y_tables=net.latent_kind == "scalar", y_context=y_context)[2]
+    from .fast import run_two_way
+    return run_two_way(net._two_way("g_s"), y_in.contiguous(memory_format=torch.channels_last)).float()
+
+
+def _synthesize(net, y_in, shape, tile, only=None, precision: str = "fp32", post: float | None = None):
     """g_s tile by tile (with context) -> (Hp, Wp, 3) uint8; ``only``: the
     indexes of the tiles to produce (others stay zero); ``precision``: fp32
-    or bf16 arithmetic (weights and activations; oneDNN accumulates in fp32).
+    or bf16 arithmetic (weights and activations; oneDNN accumulates in fp32);
+    ``post``: None, or the quality to run the model's post-filter at on each
+    tile's g_s output (with its context, like g_s).
 
     Every convolution of g_s runs single-threaded: oneDNN may sum in another
     order with more threads, which moves a pixel across a rounding boundary
@@ -185,7 +205,10 @@ def _synthesize(net, y_in, shape, tile, only=None, precision: str = "fp32"):
         t0, t1 = _grow(t, t + h, G_MARGIN, hp)
         l0, l1 = _grow(l, l + w, G_MARGIN, wp)
         yt = y_in[:, :, t0 // 16:t1 // 16, l0 // 16:l1 // 16].to(dtype)
-        xt = run_two_way(g_s, yt.contiguous(memory_format=torch.channels_last)).float().clamp_(0, 1)
+        xt = run_two_way(g_s, yt.contiguous(memory_format=torch.channels_last))
+        if post is not None:
+            xt = net.post_filter(xt, post)
+        xt = xt.float().clamp_(0, 1)
         out[t:t + h, l:l + w] = _to_uint8(xt[:, :, t - t0:t - t0 + h, l - l0:l - l0 + w])
     return out
 
@@ -196,10 +219,12 @@ class TileError(ValueError):
 
 @torch.inference_mode()
 def decode(net, streams, hp: int, wp: int, quality: float, tile: int, height: int, width: int,
-           region=None, precision: str = "fp32", y_tables: bool = True, y_context: bool = False) -> np.ndarray:
+           region=None, precision: str = "fp32", y_tables: bool = True, y_context: bool = False,
+           post: bool = False) -> np.ndarray:
     """-> (Hp, Wp, 3) uint8 reconstruction. ``region`` (top, left, h, w):
     decode only the tiles needed for it (the rest of the array stays zero);
-    ``precision``, ``y_tables``, ``y_context``: the synthesis arithmetic and latent coding the encoder used."""
+    ``precision``, ``y_tables``, ``y_context``, ``post``: the synthesis
+    arithmetic, latent coding and post-filtering the encoder used."""
     all_rects = rects(hp, wp, tile)
     if len(streams) != 2 + len(all_rects):
         raise TileError(f"file has {len(streams)} latent streams, its tiling needs {2 + len(all_rects)}")
@@ -218,7 +243,8 @@ def decode(net, streams, hp: int, wp: int, quality: float, tile: int, height: in
     for i in sorted(y_tiles):
         r = all_rects[i]
         y_in[y_slice(r)] = net.decode_tile(state, streams[2 + i], r)
-    recon = _synthesize(net, y_in, (hp, wp), tile, only=out_tiles, precision=precision)
+    recon = _synthesize(net, y_in, (hp, wp), tile, only=out_tiles, precision=precision,
+                        post=quality if post else None)
     for i in out_tiles:
         if _tile_crc(recon, all_rects[i], height, width) != crcs[i]:
             raise TileError(f"decoded tile {i} differs from the encoder's reconstruction (checksum "

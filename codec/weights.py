@@ -34,8 +34,15 @@ class LoadedModel:
     #: (all but ``context.*``): what files written before the context model
     #: existed carry, and what such files still carry
     base_hash: bytes = b""
+    #: hashes of the tensors a file coded with / without the context model
+    #: and the post-filter needs: {(context, post): hash}. A file carries the
+    #: hash of what it uses, so files written before a part was added still
+    #: decode (and a file that used a part does not decode without it)
+    hashes: dict = dataclasses.field(default_factory=dict)
 
-    def hash_for(self, context: bool) -> bytes:
+    def hash_for(self, context: bool, post: bool = False) -> bytes:
+        if self.hashes:
+            return self.hashes[(bool(context), bool(post))]
         return self.weights_hash if context else (self.base_hash or self.weights_hash)
 
 
@@ -66,14 +73,27 @@ def file_hash(path) -> bytes:
 CONTEXT_PREFIX = "context."
 
 
-def base_tensors(tensors: dict) -> dict:
-    return {k: v for k, v in tensors.items() if not k.startswith(CONTEXT_PREFIX)}
+#: tensors of the post-filter (post.py), added to a weights file after training
+POST_PREFIX = "post."
+
+
+def base_tensors(tensors: dict, context: bool = False, post: bool = False) -> dict:
+    """The tensors a file coded with(out) the context model and post-filter needs."""
+    drop = (() if context else (CONTEXT_PREFIX,)) + (() if post else (POST_PREFIX,))
+    return {k: v for k, v in tensors.items() if not k.startswith(drop)} if drop else tensors
+
+
+def part_hashes(tensors: dict, config_json: str) -> dict:
+    """{(context, post): content_hash of what such a file needs}."""
+    return {(c, p): content_hash(base_tensors(tensors, c, p), config_json)
+            for c in (False, True) for p in (False, True)}
 
 
 #: tensors built from a trained model rather than trained with it (the
-#: context model, trained on its own; the integer h_s, calibrated): stale
+#: context model and the post-filter, trained on their own; the integer
+#: h_s, calibrated): stale
 #: once the transforms train on, so training from a weights file drops them
-DERIVED_PREFIXES = (CONTEXT_PREFIX, "latent.hs_int.")
+DERIVED_PREFIXES = (CONTEXT_PREFIX, "latent.hs_int.", POST_PREFIX)
 
 
 def trainable_state(state: dict) -> dict:
@@ -147,10 +167,9 @@ def load(path, arch: str | None = None, model_id: str | None = None) -> LoadedMo
     if arch:
         cfg = dataclasses.replace(cfg, arch=arch)
     state = load_file(str(path))
-    digest = content_hash(state, metadata["config"])
-    base = content_hash(base_tensors(state), metadata["config"])
+    hashes = part_hashes(state, metadata["config"])
     net = build(cfg)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     load_state(net, state).eval()
-    return LoadedModel(net, model_id or metadata.get("model_id", path.stem), digest, cfg,
-                       json.loads(metadata.get("meta", "{}")), path, base)
+    return LoadedModel(net, model_id or metadata.get("model_id", path.stem), hashes[(True, True)], cfg,
+                       json.loads(metadata.get("meta", "{}")), path, hashes[(False, False)], hashes)

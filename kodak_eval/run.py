@@ -106,9 +106,10 @@ def run_aecodec(images, models, qualities=None, log=print, effort: int = 0):
 
         results[name], per[name] = _measure(images, [float(q) for q in qs], enc, dec, check)
         context = lm.net.latent_kind == "scalar" and getattr(lm.net, "has_context", False)
+        post = lm.net.has_post
         results[name].update(source="measured", exact_decode=not mismatches,
-                             note=f"weights {lm.hash_for(context).hex()}, {lm.config.arch} N={lm.config.N} M={lm.config.M}"
-                                  + (", context model" if context else "")
+                             note=f"weights {lm.hash_for(context, post).hex()}, {lm.config.arch} N={lm.config.N} M={lm.config.M}"
+                                  + (", context model" if context else "") + (", post-filter" if post else "")
                                   + (f", {effort} steps of encoder-side latent refinement" if effort else ""))
     return results, per
 

@@ -93,6 +93,23 @@ def _stage(meta: dict, first: bool = True) -> str:
             + ("; then its prior refitted (`aecodec refit`)" if meta.get("prior_refit") else ""))
 
 
+def _hash_line(lm) -> str:
+    """The weights hash a file's header carries, for each combination of the
+    optional parts (context model, post-filter) the model has."""
+    parts = [(flag, name) for flag, name in ((lm.net.latent_kind == "scalar" and getattr(lm.net, "has_context", False),
+                                              "context model"), (lm.net.has_post, "post-filter")) if flag]
+    if not parts:
+        return f"- weights hash (in every .aec header): `{lm.weights_hash.hex()}`"
+    has_c = any(n == "context model" for _, n in parts)
+    has_p = any(n == "post-filter" for _, n in parts)
+    combos = [(c, p) for c in ((True, False) if has_c else (False,)) for p in ((True, False) if has_p else (False,))]
+    def says(c, p):
+        used = [n for n, on in (("context model", c), ("post-filter", p)) if on]
+        return "with the " + " and ".join(used) if used else "without either" if len(parts) > 1 else "without it"
+    return ("- weights hash (in every .aec header; each counts only the tensors its files use): "
+            + "; ".join(f"`{lm.hash_for(c, p).hex()}` for files coded {says(c, p)}" for c, p in combos))
+
+
 def lineage(meta: dict) -> list:
     """The trainings that made a file, oldest first: those of the files it
     was trained from (``before``, as export records them), then its own."""
@@ -139,9 +156,7 @@ def main() -> None:
              *([f"- residual VQ: {cfg.levels} stages, each {cfg.M // cfg.vq_dim} groups of {cfg.vq_dim}-d vectors with "
                 f"their own codebooks; entries in use per stage: "
                 + ", ".join(map(str, cfg.vq_stage_sizes()))] if cfg.arch == "vq" else []),
-             (f"- weights hash (in every .aec header): `{lm.weights_hash.hex()}`" if lm.base_hash == lm.weights_hash else
-              f"- weights hash (in every .aec header): `{lm.weights_hash.hex()}` for files coded with the context "
-              f"model; `{lm.base_hash.hex()}` (the file's tensors without `context.*`) for files coded without it"),
+             _hash_line(lm),
              *[_stage(st, i == 0) for i, st in enumerate(lineage(meta))],
              "- how: `aecodec train` (codec/training/loop.py): every sample of a batch draws its own quality "
              "level, loss = bpp + lambda*255^2*MSE, random 0.5-1 down-scaled crops with flips"]
@@ -215,7 +230,7 @@ def main() -> None:
         for key, c in curves:
             how = "" if key == name else f", encoder {key[len(name) + 1:]} (`--effort`: latent refinement)"
             measured = (c.get("note") or "").split(",")[0].removeprefix("weights ")
-            if measured and measured not in (lm.weights_hash.hex(), lm.base_hash.hex()):
+            if measured and measured not in {h.hex() for h in (lm.hashes or {0: lm.weights_hash}).values()} | {lm.base_hash.hex()}:
                 how += f"; measured with an earlier version of this file, weights `{measured}`"
             lines += [f"## Kodak ({res['images']} images, measured by `python -m kodak_eval`{how})", "",
                       "| quality | bpp | PSNR (dB) | MS-SSIM | encode s | decode s |", "|---|---|---|---|---|---|"]

@@ -56,6 +56,32 @@ def make_context_model(path, seed=0, model_id="tiny-context"):
     return Path(path)
 
 
+def add_tiny_post(net, seed=0, spread=0.05):
+    """Give ``net`` a post-filter whose last layer is random (not zero), so it changes pixels."""
+    import torch
+
+    torch.manual_seed(seed)
+    net.post.present = True
+    with torch.no_grad():
+        net.post.body[-1].weight.normal_(0, spread)
+        net.post.body[-1].bias.normal_(0, spread)
+    return net
+
+
+def make_post_model(path, seed=0, model_id="tiny-post"):
+    """The tiny model of make_tiny_model plus a random post-filter."""
+    from codec import weights
+
+    lm = weights.load(make_tiny_model(path, seed, model_id))
+    weights.save(add_tiny_post(lm.net, seed), path, model_id)
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def post_model(tmp_path_factory):
+    return make_post_model(tmp_path_factory.mktemp("post") / "post.safetensors")
+
+
 @pytest.fixture(scope="session")
 def context_model(tmp_path_factory):
     return make_context_model(tmp_path_factory.mktemp("ctx") / "ctx.safetensors")

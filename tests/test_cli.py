@@ -114,7 +114,7 @@ def test_info_reads_the_header(aec_file):
     assert r.exit_code == 0
     d = json.loads(r.stdout)
     assert (d["width"], d["height"], d["model"], d["checksum_ok"]) == (96, 80, "tiny-test", True)
-    assert d["context"] is False                 # the tiny model has no context model
+    assert d["context"] is False and d["post"] is False   # the tiny model has neither
 
 
 def test_usage_error_exits_2():

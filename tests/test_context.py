@@ -1,9 +1,6 @@
 """The channel and checkerboard context model (codec/context.py)."""
 
 import dataclasses
-import hashlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,7 +12,7 @@ from codec import container, pipeline, tiling, weights
 from codec.context import PASSES, SLICES, ContextModel, pass_map
 from codec.training import context as tc
 
-from test_pipeline import DECODE_SCRIPT
+from test_pipeline import decoded_elsewhere
 
 
 def test_pass_map_splits_slices_and_checkerboard():
@@ -73,11 +70,7 @@ def test_context_changes_the_coding(context_model, tiny_model, photo):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_context_decoding_in_another_process_is_bit_exact(context_model, photo, tmp_path, threads):
     res = codec.encode(photo, quality=7.5, model=context_model, tile=64)
-    f = tmp_path / "x.aec"
-    f.write_bytes(res.data)
-    out = subprocess.run([sys.executable, "-c", DECODE_SCRIPT, str(f), str(context_model), str(threads)],
-                         capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == hashlib.sha256(res.picture.rgb.tobytes()).hexdigest()
+    assert decoded_elsewhere(res, context_model, tmp_path, threads)
 
 
 def test_files_from_before_the_context_model_still_decode(tmp_path, photo):

@@ -110,6 +110,17 @@ DECODE_SCRIPT = textwrap.dedent("""
 """)
 
 
+def decoded_elsewhere(res, model, tmp_path, threads: int) -> bool:
+    """Does a fresh process with ``threads`` torch threads decode ``res``
+    (an EncodeResult) to exactly its picture?"""
+    import hashlib
+    f = tmp_path / f"x{threads}.aec"
+    f.write_bytes(res.data)
+    out = subprocess.run([sys.executable, "-c", DECODE_SCRIPT, str(f), str(model), str(threads)],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip() == hashlib.sha256(res.picture.rgb.tobytes()).hexdigest()
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_decoding_in_another_process_is_bit_exact(tiny_model, photo, tmp_path, threads, precision):

@@ -326,7 +326,7 @@ def install(weights_path, net, ctx: ContextModel, cc: ContextConfig, out_path, c
     table = pass_table(net, ctx, val_bank)
     per_pass = choose_passes(net, ctx, val_bank, table)
     ctx.build_integer(calibration_inputs(net, ctx, train_bank[:calibration]))
-    tensors = weights.base_tensors(load_file(str(weights_path)))
+    tensors = weights.base_tensors(load_file(str(weights_path)), context=False, post=True)
     tensors.update(weights.stored(ctx.state_dict(prefix=weights.CONTEXT_PREFIX)))
     metadata = dict(weights.file_metadata(weights_path))
     meta = json.loads(metadata.get("meta", "{}"))

@@ -1,0 +1,91 @@
+"""A post-filter: a small network that corrects the synthesis transform's output.
+
+g_s of an undertrained (or small) model leaves errors a little network can
+learn to remove -- in-loop filters do the same job in classical codecs. It
+works at half resolution on the space-to-depth rearrangement of the
+picture, with the quality level as an extra input plane, and adds what it
+predicts to the picture::
+
+    x_hat (3, H, W) -> pixel-unshuffle (12, H/2, W/2) + quality plane
+        -> conv 3x3 -> ReLU -> (conv 3x3 -> ReLU) x L -> conv 3x3 (12)
+        -> pixel-shuffle -> + x_hat
+
+Its last layer starts at zero, so an untrained filter changes nothing. It is
+trained on its own, after the codec (training/post.py: the transforms and
+latents fixed, loss the relative squared error, so every quality counts
+alike), and is run by encoder and decoder alike, each convolution
+single-threaded (fast.TwoWay), so decoding stays exact on any thread count.
+
+A weights file without ``post.*`` tensors has no filter (``present`` False,
+nothing saved); files coded with one say so in the container's flags, and
+files coded without one decode without it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PREFIX = "post."
+#: the quality plane's value: (quality - CENTRE) / SPREAD (about -1 to 1 over -1..8)
+CENTRE, SPREAD = 3.5, 4.5
+
+
+class PostFilter(nn.Module):
+    def __init__(self, width: int = 64, layers: int = 3) -> None:
+        super().__init__()
+        convs = [nn.Conv2d(13, width, 3, padding=1)]
+        convs += [nn.Conv2d(width, width, 3, padding=1) for _ in range(layers)]
+        convs.append(nn.Conv2d(width, 12, 3, padding=1))
+        body = []
+        for c in convs:
+            body += [c, nn.ReLU(inplace=True)]
+        self.body = nn.Sequential(*body[:-1])
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+        self.present = False
+        # trained on its own (training/post.py), not with the codec: frozen unless enabled
+        self.body.requires_grad_(False)
+
+    def enable(self) -> None:
+        """Start a post-filter (training): an untrained one changes nothing."""
+        self.present = True
+        self.body.requires_grad_(True)
+
+    @staticmethod
+    def _input(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+        u = F.pixel_unshuffle(x, 2)
+        plane = ((quality.to(x.dtype) - CENTRE) / SPREAD).reshape(-1, 1, 1, 1)
+        return torch.cat([u, plane.expand(u.shape[0], 1, *u.shape[-2:])], 1)
+
+    def forward(self, x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+        """x (B, 3, H, W) (H, W even), quality (B,) -> the filtered picture."""
+        return x + F.pixel_shuffle(self.body(self._input(x, quality)), 2)
+
+    def run(self, two_way, x: torch.Tensor, quality: float) -> torch.Tensor:
+        """Coding: ``forward`` with the body as ``two_way`` (fast.TwoWay of
+        ``self.body`` in x's dtype), every convolution single-threaded."""
+        from .fast import run_two_way
+        q = torch.tensor([quality], dtype=torch.float32)
+        inp = self._input(x, q).contiguous(memory_format=torch.channels_last)
+        return x + F.pixel_shuffle(run_two_way(two_way, inp), 2)
+
+    def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
+        if not self.present:
+            return OrderedDict() if destination is None else destination
+        return super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args):
+        w0 = state_dict.get(prefix + "body.0.weight")
+        self.present = w0 is not None
+        if self.present:
+            n = sum(1 for k in state_dict if k.startswith(prefix + "body.") and k.endswith(".weight"))
+            if (w0.shape[0], n) != (self.body[0].out_channels, len(self.body) // 2 + 1):
+                self.body = PostFilter(w0.shape[0], n - 2).body.requires_grad_(self.body[0].weight.requires_grad)
+        else:  # a file without a filter (every file before it) loads too
+            for name, t in self.body.state_dict(prefix=prefix + "body.").items():
+                state_dict[name] = t
+        super()._load_from_state_dict(state_dict, prefix, *args)

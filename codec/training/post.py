@@ -1,0 +1,229 @@
+"""Training the post-filter (codec/post.py) of a trained codec.
+
+The codec does not change, so what g_s gives for a crop at a quality is
+fixed: a bank of training crops is coded once through the real encoder
+(tiling.synthesis_output: the latent exactly as the decoder rebuilds it,
+context model included), keeping the crop (uint8), g_s's output (fp16) and
+the quality (uniform over the model's range). Each step draws crops from
+the bank, transposes them at random, and minimises the filtered picture's
+squared error divided by the unfiltered one's, so every quality counts
+alike (a dB gained is a dB at any rate). Adam, a step decay, checkpoints
+every few minutes (weights_only loadable) and on Ctrl-C / SIGTERM,
+resumable; validation on the held-out split (never Kodak). ``install``
+writes a weights file: the input file's tensors unchanged (files coded
+without the filter keep their weights hash) plus the filter's, ``post.*``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..post import PostFilter
+from .context import _to_cpu, _train_minutes, hardware
+from .data import CropSampler, list_images, load_uint8, split
+from .loop import _Stop
+
+#: qualities of the validation report
+VAL_QUALITIES = (-1.0, 1.0, 4.0, 8.0)
+
+
+@dataclass
+class PostConfig:
+    data: tuple = ("../shared/data/train",)
+    out: str = "runs/post"
+    crops: int = 4000            # training bank size
+    crop: int = 128
+    val_crops: int = 48          # per validation quality
+    val_crop: int = 192
+    steps: int = 6000
+    batch: int = 16
+    lr: float = 1e-3
+    decay_at: tuple = (4800,)
+    decay: float = 0.1
+    width: int = 64
+    layers: int = 3
+    seed: int = 0
+    checkpoint_s: float = 180.0
+    validate_every: int = 1000
+    key: str = ""                # the model's weights hash: a bank belongs to one model
+
+
+def _bank_of(net, images, count: int, crop: int, gen: torch.Generator, qualities=None):
+    """``count`` crops -> (x uint8, g_s output fp16, quality) coded through the real encoder."""
+    sampler = CropSampler(images, crop)
+    lo, hi = net.min_quality, float(net.cfg.levels)
+    xs, outs, qs = [], [], []
+    from ..tiling import synthesis_output
+    context = getattr(net, "has_context", False)
+    for i in range(count):
+        x = sampler.sample(1, gen)
+        q = float(torch.rand((), generator=gen)) * (hi - lo) + lo if qualities is None else qualities[i]
+        q = float(torch.tensor(q, dtype=torch.float32))   # as a header stores it
+        rgb = (x[0] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        xs.append(torch.from_numpy(rgb).permute(2, 0, 1))
+        outs.append(synthesis_output(net, rgb, q, context)[0].half())
+        qs.append(q)
+    return torch.stack(xs), torch.stack(outs), torch.tensor(qs)
+
+
+def banks(net, pc: PostConfig, log=print):
+    """The run folder's banks (made once per model file and settings)."""
+    path = Path(pc.out) / "bank.pt"
+    key = f"{pc.key} {pc.crops} {pc.crop} {pc.val_crops} {pc.val_crop} {pc.seed} {sorted(pc.data)}"
+    if path.exists():
+        d = torch.load(path, weights_only=True)
+        if d.get("key") == key:
+            return d["train"], d["val"]
+        log("bank of another model or settings: making a new one")
+    t0 = time.time()
+    train_paths, val_paths = split(list_images(pc.data))
+    gen = torch.Generator().manual_seed(pc.seed)
+    train = _bank_of(net, [load_uint8(p) for p in train_paths], pc.crops, pc.crop, gen)
+    vgen = torch.Generator().manual_seed(pc.seed + 1)
+    qs = [q for q in VAL_QUALITIES for _ in range(pc.val_crops)]
+    val = _bank_of(net, [load_uint8(p) for p in val_paths], len(qs), pc.val_crop, vgen, qs)
+    log(f"bank: {len(train[0])} train / {len(val[0])} validation crops in {time.time() - t0:.0f} s")
+    torch.save({"train": train, "val": val, "key": key}, path)
+    return train, val
+
+
+def _psnr(a, b):
+    return 10 * torch.log10(1 / ((a - b) ** 2).mean((1, 2, 3)))
+
+
+@torch.no_grad()
+def evaluate(pf: PostFilter, val) -> dict:
+    """Mean PSNR gain (dB) of the filter on the validation bank, per quality."""
+    x, out, q = val
+    res = {}
+    for level in sorted(set(q.tolist())):
+        sel = q == level
+        xs, o = x[sel].float() / 255, out[sel].float()
+        gain = [(_psnr(pf(o[i:i + 16], q[sel][i:i + 16]).clamp(0, 1), xs[i:i + 16])
+                 - _psnr(o[i:i + 16].clamp(0, 1), xs[i:i + 16])) for i in range(0, len(xs), 16)]
+        res[f"q{level:g}"] = torch.cat(gain).mean().item()
+    return res
+
+
+def lr_at(pc: PostConfig, step: int) -> float:
+    return pc.lr * pc.decay ** sum(step >= d for d in pc.decay_at)
+
+
+def train(net, pc: PostConfig, resume: bool = False, minutes: float | None = None, log=print) -> PostFilter:
+    """Train a post-filter for ``net`` (unchanged); resumes from ``pc.out``/ckpt.pt."""
+    out = Path(pc.out)
+    out.mkdir(parents=True, exist_ok=True)
+    net.eval()
+    (x_bank, o_bank, q_bank), val = banks(net, pc, log)
+    with torch.random.fork_rng():  # the same start for the same seed
+        torch.manual_seed(pc.seed)
+        pf = PostFilter(pc.width, pc.layers)
+    pf.enable()
+    opt = torch.optim.Adam(pf.parameters(), lr=pc.lr)
+    gen = torch.Generator().manual_seed(pc.seed + 2)
+    step, elapsed = 0, 0.0
+    ckpt = out / "ckpt.pt"
+    if resume and ckpt.exists():
+        d = torch.load(ckpt, weights_only=True)
+        pf.load_state_dict(d["post"])
+        opt.load_state_dict(d["opt"])
+        gen.set_state(d["rng"])
+        step, elapsed = int(d["step"]), float(d.get("elapsed", 0.0))
+        log(f"resumed at step {step}")
+
+    def save():
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save({"post": pf.state_dict(), "opt": _to_cpu(opt.state_dict()), "rng": gen.get_state(),
+                    "step": step, "elapsed": elapsed + time.time() - t_start, "config": str(asdict(pc)),
+                    "hardware": hardware()}, tmp)
+        tmp.replace(ckpt)
+
+    logf = open(out / "log.csv", "a", newline="")
+    writer = csv.writer(logf)
+    t_save = t_start = time.time()
+    with _Stop() as stop:  # Ctrl-C / SIGTERM: checkpoint, then return
+        while step < pc.steps and not stop.flag:
+            if minutes is not None and time.time() - t_start > 60 * minutes:
+                break
+            for grp in opt.param_groups:
+                grp["lr"] = lr_at(pc, step)
+            idx = torch.randint(len(x_bank), (pc.batch,), generator=gen)
+            x, o, q = x_bank[idx].float() / 255, o_bank[idx].float(), q_bank[idx]
+            if float(torch.rand((), generator=gen)) < 0.5:
+                x, o = x.transpose(-1, -2), o.transpose(-1, -2)
+            base = ((o - x) ** 2).mean((1, 2, 3)).clamp_min(1e-8)
+            loss = (((pf(o, q) - x) ** 2).mean((1, 2, 3)) / base).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % pc.validate_every == 0 or step == pc.steps:
+                ev = evaluate(pf, val)
+                writer.writerow([step, round(elapsed + time.time() - t_start, 1), *(f"{v:.4f}" for v in ev.values())])
+                logf.flush()
+                log(f"step {step}: validation PSNR gain " + " ".join(f"{k} {v:+.3f} dB" for k, v in ev.items()))
+            if time.time() - t_save > pc.checkpoint_s:
+                save()
+                t_save = time.time()
+    save()
+    logf.close()
+    pf.steps = step
+    return pf
+
+
+def load_checkpoint(pc: PostConfig) -> PostFilter:
+    d = torch.load(Path(pc.out) / "ckpt.pt", weights_only=True)
+    pf = PostFilter(pc.width, pc.layers)
+    pf.load_state_dict(d["post"])
+    pf.present, pf.steps = True, int(d["step"])
+    return pf
+
+
+def install(weights_path, net, pf: PostFilter, pc: PostConfig, out_path) -> dict:
+    """Write ``out_path``: ``weights_path``'s tensors (its filter, if any,
+    replaced) plus ``pf``'s under ``post.``, and what was measured in its meta."""
+    from safetensors.torch import load_file
+
+    from .. import weights
+    _, val = banks(net, pc, print)
+    tensors = weights.base_tensors(load_file(str(weights_path)), context=True, post=False)
+    tensors.update(weights.stored(pf.state_dict(prefix=weights.POST_PREFIX)))
+    metadata = dict(weights.file_metadata(weights_path))
+    meta = json.loads(metadata.get("meta", "{}"))
+    meta["post"] = {"steps": int(getattr(pf, "steps", pc.steps)), "width": pc.width, "layers": pc.layers,
+                    "validation_psnr_gain_db": {k: round(v, 3) for k, v in evaluate(pf, val).items()},
+                    "train_minutes": _train_minutes(pc), "hardware": hardware(), "data": [str(d) for d in pc.data],
+                    "crops": pc.crops, "crop": pc.crop, "batch": pc.batch, "lr": pc.lr,
+                    "decay_at": list(pc.decay_at)}
+    metadata["meta"] = json.dumps(meta, sort_keys=True)
+    weights.write_safetensors(tensors, out_path, metadata)
+    return {"file": str(out_path), "post_tensors": sum(k.startswith(weights.POST_PREFIX) for k in tensors),
+            "weights_hash": weights.file_hash(out_path).hex(), **meta["post"]["validation_psnr_gain_db"]}
+
+
+def run(weights_path, data, out: str, steps: int = PostConfig.steps, decay_at: tuple | None = None,
+        minutes: float | None = None, resume: bool = False, output=None, install_only: bool = False,
+        log=print, **config) -> dict:
+    """Train (or, ``install_only``, take ``out``'s checkpoint) and, with
+    ``output``, install: what ``aecodec train-post`` runs.
+    ``decay_at`` None: 80 % of ``steps``."""
+    from .. import weights
+    decay = tuple(decay_at) if decay_at else (int(0.8 * steps),)
+    lm = weights.load(weights_path)
+    pc = PostConfig(data=tuple(data), out=str(out), steps=steps, decay_at=decay,
+                    key=lm.hash_for(True, False).hex(), **config)
+    if lm.net.latent_kind != "scalar":
+        raise ValueError(f"the post-filter is trained for scalar models; {weights_path} has a "
+                         f"{lm.net.latent_kind} latent")
+    pf = load_checkpoint(pc) if install_only else train(lm.net, pc, resume=resume, minutes=minutes, log=log)
+    report = {"steps": int(pf.steps), "checkpoint": str(Path(out) / "ckpt.pt")}
+    if output:
+        report.update(install(weights_path, lm.net, pf, pc, output))
+    return report

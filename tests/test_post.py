@@ -1,0 +1,128 @@
+"""The post-filter (codec/post.py) and its training (codec/training/post.py)."""
+
+import dataclasses
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import codec
+from codec import container, pipeline, tiling, weights
+from codec.post import PostFilter
+from codec.training import post as tp
+
+from test_pipeline import decoded_elsewhere
+
+
+def test_untrained_filter_changes_nothing():
+    x = torch.rand(2, 3, 32, 48)
+    assert torch.equal(PostFilter()(x, torch.tensor([1.0, 7.0])), x)
+
+
+def test_coding_form_matches_the_training_form(post_model):
+    net = weights.load(post_model).net
+    x = torch.rand(1, 3, 64, 96)
+    want = net.post(x, torch.tensor([3.0]))
+    got = net.post_filter(x, 3.0)
+    assert torch.allclose(got, want, atol=1e-5) and not torch.allclose(got, x, atol=1e-3)
+
+
+def test_round_trip_is_exact_and_flagged(post_model, photo):
+    res = codec.encode(photo, quality=5, model=post_model, tile=64)
+    assert res.header.post and res.header.to_dict()["post"]
+    assert np.array_equal(codec.decode(res.data, model=post_model).rgb, res.picture.rgb)
+    lm = weights.load(post_model)
+    assert res.header.weights == lm.hash_for(False, True) != lm.hash_for(False, False)
+
+
+def test_the_filter_changes_the_pixels(post_model, photo):
+    net = weights.load(post_model).net
+    _, plain = tiling.encode(net, photo, 5.0, 0, post=False)
+    _, filtered = tiling.encode(net, photo, 5.0, 0, post=True)
+    assert not np.array_equal(plain, filtered)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_decoding_in_another_process_is_bit_exact(post_model, photo, tmp_path, threads):
+    res = codec.encode(photo, quality=6.5, model=post_model, tile=64)
+    assert decoded_elsewhere(res, post_model, tmp_path, threads)
+
+
+def test_files_from_before_the_filter_still_decode(tmp_path, photo):
+    """Adding a post-filter to a weights file keeps the hash that files coded
+    without it carry, and they decode without it, as before."""
+    from conftest import add_tiny_post, make_tiny_model
+    path = make_tiny_model(tmp_path / "m.safetensors", model_id="m")
+    old = codec.encode(photo, quality=5, model=path)
+    before = weights.load(path)
+    net = add_tiny_post(before.net)
+    tensors = load_file(str(path))
+    tensors.update(net.post.state_dict(prefix=weights.POST_PREFIX))
+    weights.write_safetensors(tensors, path, weights.file_metadata(path))
+    after = weights.load(path)
+    assert after.net.has_post and after.hash_for(False, False) == before.weights_hash
+    assert after.weights_hash != before.weights_hash
+    assert not old.header.post
+    assert np.array_equal(codec.decode(old.data, model=path).rgb, old.picture.rgb)
+    new = codec.encode(photo, quality=5, model=path)
+    assert new.header.post and new.header.weights == after.hash_for(False, True)
+    assert not np.array_equal(new.picture.rgb, old.picture.rgb)
+
+
+def test_a_model_without_the_filter_refuses_filtered_files(post_model, tiny_model, photo):
+    res = codec.encode(photo, quality=5, model=post_model)
+    header, streams = container.unpack(res.data)
+    lm = weights.load(tiny_model)
+    forged = dataclasses.replace(header, model=lm.model_id, weights=lm.hash_for(False, True))
+    with pytest.raises(pipeline.DecodeError, match="post-filter"):
+        codec.decode(container.pack(forged, streams), model=tiny_model)
+
+
+def test_weights_without_a_filter_save_none(tiny_model):
+    lm = weights.load(tiny_model)
+    assert not lm.net.has_post and not any(k.startswith("post.") for k in lm.net.state_dict())
+    assert len(set(lm.hashes.values())) == 1
+
+
+def test_refinement_runs_through_the_filter(post_model, photo):
+    res = codec.encode(photo, quality=4, model=post_model, effort=2)
+    assert res.header.post
+    assert np.array_equal(codec.decode(res.data, model=post_model).rgb, res.picture.rgb)
+
+
+def _folder(tmp_path, photo, n=4):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(n):
+        Image.fromarray(np.roll(photo, 7 * i, axis=1)).save(d / f"{i}.png")
+    return d
+
+
+def test_training_installs_a_filter_and_resumes(tiny_model, photo, tmp_path):
+    data = _folder(tmp_path, photo)
+    out, dst = tmp_path / "run", tmp_path / "with-post.safetensors"
+    kw = dict(decay_at=(3,), crops=8, crop=64, val_crops=2, val_crop=64, batch=2, validate_every=2)
+    first = tp.run(tiny_model, [data], out, steps=2, **kw)
+    assert first["steps"] == 2
+    rep = tp.run(tiny_model, [data], out, steps=4, resume=True, output=dst, **kw)
+    assert rep["steps"] == 4 and rep["post_tensors"] == 10
+    lm, base = weights.load(dst), weights.load(tiny_model)
+    assert lm.net.has_post and lm.hash_for(False, False) == base.weights_hash
+    assert set(lm.meta["post"]["validation_psnr_gain_db"]) == {"q-1", "q1", "q4", "q8"}
+    res = codec.encode(photo, quality=3, model=dst)
+    assert res.header.post and np.array_equal(codec.decode(res.data, model=dst).rgb, res.picture.rgb)
+    # a resumed run continues exactly: 2 + 2 steps give the 4-step run's filter
+    straight = tp.run(tiny_model, [data], tmp_path / "run2", steps=4, **kw)
+    a = torch.load(out / "ckpt.pt", weights_only=True)["post"]
+    b = torch.load(tmp_path / "run2" / "ckpt.pt", weights_only=True)["post"]
+    assert straight["steps"] == 4 and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_refuses_a_vq_model(tmp_path, photo):
+    from codec.models import ModelConfig, build
+    net = build(ModelConfig(arch="vq", N=8, M=12, codebook=8, vq_dim=4, lambdas=(0.01, 0.05))).eval()
+    path = weights.save(net, tmp_path / "vq.safetensors", "vq-test")
+    with pytest.raises(ValueError, match="scalar"):
+        tp.run(path, [_folder(tmp_path, photo)], tmp_path / "run", steps=1, crops=2, crop=64,
+               val_crops=1, val_crop=64)
