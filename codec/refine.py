@@ -10,6 +10,20 @@ Yang, Bamler & Mandt 2020, "Improving inference for neural image
 compression"). The less trained the analysis transform, the more there is
 to gain. Only the encoder changes: a refined file decodes with any aecodec.
 
+Scalar latents are refined with stochastic Gumbel annealing (SGA, Yang et
+al. 2020): each element of y - mean is rounded down or up at random, the
+choice relaxed by a Gumbel-softmax whose logits -atanh(distance to the
+integer) / tau favour the nearer integer, and tau anneals from 0.5 towards
+0 over the steps, so the objective moves from a smooth relaxation to the
+coder's hard rounding. Straight-through rounding (the gradient at the
+rounded point, what this module did before) barely moves the objective: on a
+256 x 384 crop of kodim05 with the default model, 100 straight-through steps
+(lr 0.003) ended above the start at qualities 2 and 6, while SGA (lr 0.01)
+lowered it by 1.7 % and 3.1 % in 20 steps and by 2.8 % and 4.8 % in 100.
+The iterate kept is the best under the hard
+objective (checked every ``CHECK_EVERY`` steps and at the end, from the
+start), so refinement never makes a file worse by its own measure.
+
 VQ latents refine the same way: the residual VQ's rate-weighted search picks
 the indices, the synthesis sees their entries with straight-through
 gradients, and the rate is the indices' bits under the factorized prior; the
@@ -34,13 +48,29 @@ from compressai.ops import quantize_ste
 from .tiling import G_MARGIN, _grow, _to_tensor, _window, default_precision, padded_size, rects
 
 WINDOW = 1024
-LR = 0.003
+LR = 0.01
 LR_VQ = 0.01
+#: SGA's temperature: TAU0 * exp(-TAU_DECAY * step / steps), at least TAU_MIN
+TAU0, TAU_DECAY, TAU_MIN = 0.5, 6.0, 0.02
+CHECK_EVERY = 4
 
 
-def objective(net, y, x, valid, quality: torch.Tensor, bf16: bool = False):
+def sga_round(v: torch.Tensor, tau: float, gen: torch.Generator) -> torch.Tensor:
+    """Stochastic Gumbel-annealed rounding of ``v`` (differentiable): floor
+    or ceil, relaxed, the nearer favoured more the smaller ``tau``."""
+    lo = torch.floor(v)
+    r = (v - lo).clamp(1e-5, 1 - 1e-5)
+    logits = torch.stack([-torch.atanh(r), -torch.atanh(1 - r)]) / tau
+    u = torch.rand(logits.shape, generator=gen).clamp_(1e-10, 1 - 1e-10)
+    w = torch.softmax(logits - torch.log(-torch.log(u)), 0)
+    return lo + w[1]
+
+
+def objective(net, y, x, valid, quality: torch.Tensor, bf16: bool = False, tau: float | None = None,
+              gen: torch.Generator | None = None):
     """(loss, bpp estimate, mse) of gained latent ``y`` for image ``x``
-    (both windows), with rounding in the forward pass as the coder does it;
+    (both windows), with rounding in the forward pass as the coder does it
+    (``tau`` given: y's rounding relaxed by :func:`sga_round`, drawing from ``gen``);
     ``valid``: (1, 1, H, W) mask of real pixels (not edge padding).
     ``bf16``: run the synthesis under bfloat16 autocast (twice as fast where
     the CPU has bfloat16; the same files to within a few bytes on Kodak);
@@ -56,7 +86,7 @@ def objective(net, y, x, valid, quality: torch.Tensor, bf16: bool = False):
     c = z_hat.shape[1]
     z_lik = eb._likelihood(z_hat.permute(1, 0, 2, 3).reshape(c, 1, -1))[0]
     scales, means = lat.h_s(z_hat * g["z_inv"]).chunk(2, 1)
-    y_hat = quantize_ste(y - means) + means
+    y_hat = (quantize_ste(y - means) if tau is None else sga_round(y - means, tau, gen)) + means
     y_lik = gc._likelihood(y_hat, gc.lower_bound_scale(scales), means)
     bits = -torch.log2(eb.likelihood_lower_bound(z_lik)).sum() - torch.log2(gc.likelihood_lower_bound(y_lik)).sum()
     return _rd(net, y_hat * g["y_inv"], bits, x, valid, quality, bf16)
@@ -112,10 +142,21 @@ def refine(net, rgb, y: torch.Tensor, quality: float, steps: int, lr: float | No
             var = (y[:, :, t0 // 16:t1 // 16, l0 // 16:l1 // 16].clone() * gain).requires_grad_()
             opt = torch.optim.Adam([var], lr=lr)
             best, best_y = float("inf"), var.detach().clone()
+            gen = torch.Generator().manual_seed(0)   # the same image gives the same file
             for step in range(steps + 1):
-                loss, _, _ = objective(net, var, x, valid, q, bf16)
-                if loss.item() < best:
-                    best, best_y = loss.item(), var.detach().clone()
+                if vq:  # the hard objective is the one descended
+                    loss, _, _ = objective(net, var, x, valid, q, bf16)
+                    hard = loss.item()
+                else:
+                    hard = None
+                    if step % CHECK_EVERY == 0 or step == steps:
+                        with torch.no_grad():
+                            hard = objective(net, var, x, valid, q, bf16)[0].item()
+                    if step < steps:
+                        tau = max(TAU0 * math.exp(-TAU_DECAY * step / steps), TAU_MIN)
+                        loss = objective(net, var, x, valid, q, bf16, tau, gen)[0]
+                if hard is not None and hard < best:
+                    best, best_y = hard, var.detach().clone()
                 if step == steps:
                     break
                 opt.zero_grad(set_to_none=True)
