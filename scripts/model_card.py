@@ -223,6 +223,16 @@ def main() -> None:
                      + ("" if all(c.get("passes_on", [1])) else
                         f"; passes switched off (coded under the hyperprior: the network did not save bits there on "
                         f"the validation crops): {', '.join(str(i + 1) for i, v in enumerate(c['passes_on']) if not v)}"))
+    if meta.get("post") and lm.net.has_post:
+        pm = meta["post"]
+        fig = ", ".join(f"{k} {v:+.3f} dB" for k, v in pm.get("validation_psnr_gain_db", {}).items())
+        lines.append(f"- post-filter (codec/post.py): {pm['layers'] + 2} 3x3 convolutions of width {pm['width']} at half "
+                     f"resolution (space-to-depth) on g_s's output, the quality as an input plane, adding its output "
+                     f"to the picture; trained on its own with the codec fixed (`aecodec train-post`, "
+                     f"codec/training/post.py): {pm['steps']} steps, batch {pm['batch']} of {pm['crop']}px crops "
+                     f"(a bank of {pm['crops']} crops of {', '.join(pm['data'])} coded through the encoder), Adam lr "
+                     f"{pm['lr']} (x0.1 at {', '.join(map(str, pm['decay_at']))}), {pm.get('train_minutes')} min on "
+                     f"{pm.get('hardware')}; PSNR gain on the validation crops: {fig}")
     lines.append("")
     if res_path.exists():
         res = json.loads(res_path.read_text())
