@@ -553,11 +553,12 @@ def train_context(data, weights_path, out, output, steps, decay_at, lr, crop, cr
 @click.option("--minutes", type=float, default=None, help="Stop (with a checkpoint) after this long.")
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from --out's checkpoint.")
+@click.option("--init", is_flag=True, help="Start from --weights' own post-filter (continue its training).")
 @click.option("--install-only", is_flag=True, help="Skip training: install --out's checkpoint into -o.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing -o file.")
 @guarded
 def train_post(data, weights_path, out, output, steps, decay_at, lr, crops, crop, width, layers, batch, minutes,
-               threads, resume, install_only, force):
+               threads, resume, init, install_only, force):
     """Train a scalar model's post-filter on g_s's output (the codec fixed) and install it."""
     import torch
 
@@ -573,7 +574,7 @@ def train_post(data, weights_path, out, output, steps, decay_at, lr, crops, crop
     try:
         report = run(weights_path, data, out, steps, decay, minutes, resume, output, install_only,
                      log=lambda msg: click.echo(msg, err=True), lr=lr, crops=crops, crop=crop, width=width,
-                     layers=layers, batch=batch)
+                     layers=layers, batch=batch, init=init)
     except ValueError as exc:
         raise Failure(str(exc)) from None
     click.echo(json.dumps(report))

@@ -224,15 +224,20 @@ def main() -> None:
                         f"; passes switched off (coded under the hyperprior: the network did not save bits there on "
                         f"the validation crops): {', '.join(str(i + 1) for i, v in enumerate(c['passes_on']) if not v)}"))
     if meta.get("post") and lm.net.has_post:
-        pm = meta["post"]
-        fig = ", ".join(f"{k} {v:+.3f} dB" for k, v in pm.get("validation_psnr_gain_db", {}).items())
+        runs = lineage(meta["post"])  # a continued filter (train-post --init) keeps its start's under "before"
+
+        def run_line(pm):
+            fig = ", ".join(f"{k} {v:+.3f} dB" for k, v in pm.get("validation_psnr_gain_db", {}).items())
+            return (f"{pm['steps']} steps, batch {pm['batch']} of {pm['crop']}px crops (a bank of {pm['crops']} "
+                    f"crops of {', '.join(pm['data'])} coded through the encoder), Adam lr {pm['lr']} (x0.1 at "
+                    f"{', '.join(map(str, pm['decay_at']))}), {pm.get('train_minutes')} min on {pm.get('hardware')}; "
+                    f"PSNR gain on the validation crops: {fig}")
+        pm = runs[-1]
         lines.append(f"- post-filter (codec/post.py): {pm['layers'] + 2} 3x3 convolutions of width {pm['width']} at half "
                      f"resolution (space-to-depth) on g_s's output, the quality as an input plane, adding its output "
                      f"to the picture; trained on its own with the codec fixed (`aecodec train-post`, "
-                     f"codec/training/post.py): {pm['steps']} steps, batch {pm['batch']} of {pm['crop']}px crops "
-                     f"(a bank of {pm['crops']} crops of {', '.join(pm['data'])} coded through the encoder), Adam lr "
-                     f"{pm['lr']} (x0.1 at {', '.join(map(str, pm['decay_at']))}), {pm.get('train_minutes')} min on "
-                     f"{pm.get('hardware')}; PSNR gain on the validation crops: {fig}")
+                     f"codec/training/post.py): "
+                     + "; then, continued from those weights (`--init`): ".join(map(run_line, runs)))
     lines.append("")
     if res_path.exists():
         res = json.loads(res_path.read_text())

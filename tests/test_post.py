@@ -119,6 +119,34 @@ def test_training_installs_a_filter_and_resumes(tiny_model, photo, tmp_path):
     assert straight["steps"] == 4 and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_init_continues_the_files_filter_and_records_it(post_model, photo, tmp_path):
+    data = _folder(tmp_path, photo)
+    kw = dict(crops=4, crop=64, val_crops=1, val_crop=64, batch=2, validate_every=10)
+    lm = weights.load(post_model)
+    # no steps: the continued filter is the file's own, tensor for tensor
+    rep = tp.run(post_model, [data], tmp_path / "run", steps=0, init=True, output=tmp_path / "w.safetensors", **kw)
+    got, want = load_file(str(tmp_path / "w.safetensors")), load_file(str(post_model))
+    assert rep["steps"] == 0 and all(torch.equal(got[k], want[k]) for k in want if k.startswith("post."))
+    # a continued filter keeps the history of the one it started from
+    first = weights.load(tmp_path / "w.safetensors").meta["post"]
+    assert "post" not in lm.meta and "before" not in first
+    tp.run(tmp_path / "w.safetensors", [data], tmp_path / "run", steps=1, init=True,
+           output=tmp_path / "w2.safetensors", **kw)
+    assert weights.load(tmp_path / "w2.safetensors").meta["post"]["before"] == first
+    # without --init the same run starts from the zero-output filter instead
+    tp.run(post_model, [data], tmp_path / "run0", steps=0, output=tmp_path / "w0.safetensors", **kw)
+    assert not load_file(str(tmp_path / "w0.safetensors"))["post.body.8.weight"].any()
+
+
+def test_init_refuses_a_file_without_a_filter_or_of_another_shape(tiny_model, post_model, photo, tmp_path):
+    data = _folder(tmp_path, photo)
+    kw = dict(crops=2, crop=64, val_crops=1, val_crop=64)
+    with pytest.raises(ValueError, match="no post-filter"):
+        tp.run(tiny_model, [data], tmp_path / "a", steps=1, init=True, **kw)
+    with pytest.raises(ValueError, match="not width 32"):
+        tp.run(post_model, [data], tmp_path / "b", steps=1, init=True, width=32, **kw)
+
+
 def test_training_refuses_a_vq_model(tmp_path, photo):
     from codec.models import ModelConfig, build
     net = build(ModelConfig(arch="vq", N=8, M=12, codebook=8, vq_dim=4, lambdas=(0.01, 0.05))).eval()

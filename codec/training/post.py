@@ -53,6 +53,7 @@ class PostConfig:
     checkpoint_s: float = 180.0
     validate_every: int = 1000
     key: str = ""                # the model's weights hash: a bank belongs to one model
+    init: bool = False           # start from the weights file's own filter (continue its training)
 
 
 def _bank_of(net, images, count: int, crop: int, gen: torch.Generator, qualities=None):
@@ -121,11 +122,22 @@ def train(net, pc: PostConfig, resume: bool = False, minutes: float | None = Non
     out = Path(pc.out)
     out.mkdir(parents=True, exist_ok=True)
     net.eval()
+    start = net.post.state_dict() if pc.init else None
+    if pc.init:
+        if not start:
+            raise ValueError("--init: the weights file has no post-filter to continue")
+        want = PostFilter(pc.width, pc.layers).body.state_dict(prefix="body.")
+        if {k: v.shape for k, v in start.items()} != {k: v.shape for k, v in want.items()}:
+            raise ValueError(f"--init: the file's post-filter is not width {pc.width} with {pc.layers} layers")
     (x_bank, o_bank, q_bank), val = banks(net, pc, log)
     with torch.random.fork_rng():  # the same start for the same seed
         torch.manual_seed(pc.seed)
         pf = PostFilter(pc.width, pc.layers)
     pf.enable()
+    if pc.init:
+        pf.load_state_dict(start)
+        log("start (the file's filter): validation PSNR gain "
+            + " ".join(f"{k} {v:+.3f} dB" for k, v in evaluate(pf, val).items()))
     opt = torch.optim.Adam(pf.parameters(), lr=pc.lr)
     gen = torch.Generator().manual_seed(pc.seed + 2)
     step, elapsed = 0, 0.0
@@ -197,11 +209,14 @@ def install(weights_path, net, pf: PostFilter, pc: PostConfig, out_path) -> dict
     tensors.update(weights.stored(pf.state_dict(prefix=weights.POST_PREFIX)))
     metadata = dict(weights.file_metadata(weights_path))
     meta = json.loads(metadata.get("meta", "{}"))
+    before = meta.get("post") if pc.init else None
     meta["post"] = {"steps": int(getattr(pf, "steps", pc.steps)), "width": pc.width, "layers": pc.layers,
                     "validation_psnr_gain_db": {k: round(v, 3) for k, v in evaluate(pf, val).items()},
                     "train_minutes": _train_minutes(pc), "hardware": hardware(), "data": [str(d) for d in pc.data],
                     "crops": pc.crops, "crop": pc.crop, "batch": pc.batch, "lr": pc.lr,
                     "decay_at": list(pc.decay_at)}
+    if before:  # the filter this run continued, and its own history
+        meta["post"]["before"] = before
     metadata["meta"] = json.dumps(meta, sort_keys=True)
     weights.write_safetensors(tensors, out_path, metadata)
     return {"file": str(out_path), "post_tensors": sum(k.startswith(weights.POST_PREFIX) for k in tensors),
