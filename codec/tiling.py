@@ -177,8 +177,20 @@ def synthesis_output(net, rgb: np.ndarray, quality: float, y_context: bool = Fal
     post-filter) for the latent a one-tile fp32 encode codes -- what the
     post-filter sees when decoding (training/post.py)."""
     y_in = coded_latent(net, rgb, quality, 0, y_tables=net.latent_kind == "scalar", y_context=y_context)[2]
+    hp, wp = (16 * n for n in y_in.shape[-2:])
+    return _g_s_tile(net._two_way("g_s"), y_in, (0, 0, hp, wp), torch.float32)[0].float()
+
+
+def _g_s_tile(g_s, y_in, rect, dtype):
+    """g_s (a fast.TwoWay) on the tile ``rect`` (top, left, h, w in pixels)
+    plus G_MARGIN px of context -> (output with the context, the tile's
+    (top, left) within it)."""
     from .fast import run_two_way
-    return run_two_way(net._two_way("g_s"), y_in.contiguous(memory_format=torch.channels_last)).float()
+    t, l, h, w = rect
+    t0, t1 = _grow(t, t + h, G_MARGIN, 16 * y_in.shape[2])
+    l0, l1 = _grow(l, l + w, G_MARGIN, 16 * y_in.shape[3])
+    yt = y_in[:, :, t0 // 16:t1 // 16, l0 // 16:l1 // 16].to(dtype)
+    return run_two_way(g_s, yt.contiguous(memory_format=torch.channels_last)), (t - t0, l - l0)
 
 
 def _synthesize(net, y_in, shape, tile, only=None, precision: str = "fp32", post: float | None = None):
@@ -194,7 +206,6 @@ def _synthesize(net, y_in, shape, tile, only=None, precision: str = "fp32", post
     thread count. To use a second core anyway, each layer is computed as two
     halves of its output channels (fast.TwoWay) -- always the same split, run
     one after the other on one thread and side by side on two."""
-    from .fast import run_two_way
     dtype = PRECISIONS[precision]
     hp, wp = shape[:2]
     g_s = net._two_way("g_s", dtype)
@@ -202,14 +213,11 @@ def _synthesize(net, y_in, shape, tile, only=None, precision: str = "fp32", post
     for i, (t, l, h, w) in enumerate(rects(hp, wp, tile)):
         if only is not None and i not in only:
             continue
-        t0, t1 = _grow(t, t + h, G_MARGIN, hp)
-        l0, l1 = _grow(l, l + w, G_MARGIN, wp)
-        yt = y_in[:, :, t0 // 16:t1 // 16, l0 // 16:l1 // 16].to(dtype)
-        xt = run_two_way(g_s, yt.contiguous(memory_format=torch.channels_last))
+        xt, (dt, dl) = _g_s_tile(g_s, y_in, (t, l, h, w), dtype)
         if post is not None:
             xt = net.post_filter(xt, post)
         xt = xt.float().clamp_(0, 1)
-        out[t:t + h, l:l + w] = _to_uint8(xt[:, :, t - t0:t - t0 + h, l - l0:l - l0 + w])
+        out[t:t + h, l:l + w] = _to_uint8(xt[:, :, dt:dt + h, dl:dl + w])
     return out
 
 

@@ -46,3 +46,16 @@ def test_region_decode_equals_the_crop_of_a_full_decode(tiny_model, big):
 def test_bad_tile_size_is_refused(tiny_model, big):
     with pytest.raises(ValueError, match="multiple of 64"):
         pipeline.encode(big, 5, tiny_model, tile=100)
+
+
+def test_synthesis_output_is_what_a_one_tile_decode_rounds(context_model, big):
+    """The post-filter's training bank (tiling.synthesis_output) holds g_s's
+    output for exactly the latent the decoder rebuilds, context model included."""
+    from codec import weights
+    net = weights.load(context_model).net
+    out = tiling.synthesis_output(net, big, 4.5, y_context=True)
+    _, recon = tiling.encode(net, big, 4.5, 0, y_context=True)
+    assert out.shape[-2:] == recon.shape[:2] and out.dtype.is_floating_point
+    assert np.array_equal(tiling._to_uint8(out.clamp(0, 1)), recon)
+    _, plain = tiling.encode(net, big, 4.5, 0, y_context=False)
+    assert not np.array_equal(plain, recon)  # the context model moves the latent g_s sees
