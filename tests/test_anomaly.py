@@ -18,7 +18,6 @@ def test_maps_cover_the_image_and_rate_sums_to_the_model_bits(tiny_model, photo)
         assert m[k].shape == photo.shape[:2] and (m[k] >= 0).all()
     # rd = rate + lambda * error, pixel by pixel
     from codec.pipeline import load_model
-    import torch
     lam = float(load_model(tiny_model).net.lmbda(torch.tensor([4.0])))
     assert np.allclose(m["rd"], m["rate"] + lam * m["error"], rtol=1e-4, atol=1e-5)
 

@@ -1,8 +1,6 @@
 """The integer hyper-synthesis: exact integer arithmetic, close to float64."""
 
 import copy
-import subprocess
-import sys
 
 import numpy as np
 import pytest

@@ -23,19 +23,18 @@ weights file: the input file's tensors unchanged plus the context model's.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..context import LOG0, PASSES, STEP, ContextModel, pass_map, std_of_index
 from ..priors import LEVELS, SCALES_MAX, SCALES_MIN
+from . import parts
 from .data import CropSampler, list_images, load_uint8, split
-from .loop import _Stop
 
 
 
@@ -195,15 +194,10 @@ def _banks(net, cc: ContextConfig, log):
     return train, val
 
 
-def lr_at(cc: ContextConfig, step: int) -> float:
-    return cc.lr * cc.decay ** sum(step >= d for d in cc.decay_at)
-
-
 def train(net, cc: ContextConfig, resume: bool = False, minutes: float | None = None, log=print) -> ContextModel:
     """Train a context model for ``net`` (a HyperpriorCodec, left unchanged);
     -> the trained ContextModel (float). Resumes from ``cc.out``/ckpt.pt."""
-    out = Path(cc.out)
-    out.mkdir(parents=True, exist_ok=True)
+    Path(cc.out).mkdir(parents=True, exist_ok=True)
     net.eval()
     for prm in net.parameters():
         prm.requires_grad_(False)
@@ -218,65 +212,19 @@ def train(net, cc: ContextConfig, resume: bool = False, minutes: float | None = 
     ctx.to(dev)
     opt = torch.optim.Adam(ctx.net.parameters(), lr=cc.lr)
     gen = torch.Generator().manual_seed(cc.seed)
-    step, elapsed = 0, 0.0
-    ckpt = out / "ckpt.pt"
-    if resume and ckpt.exists():
-        d = torch.load(ckpt, weights_only=True, map_location=dev)
-        ctx.net.load_state_dict(d["ctx"])
-        opt.load_state_dict(d["opt"])
-        gen.set_state(d["rng"].cpu())
-        step, elapsed = int(d["step"]), float(d.get("elapsed", 0.0))
-        log(f"resumed at step {step}")
-
-    def save():
-        tmp = ckpt.with_suffix(".tmp")
-        torch.save({"ctx": {k: v.cpu() for k, v in ctx.net.state_dict().items()},
-                    "opt": _to_cpu(opt.state_dict()), "rng": gen.get_state(),
-                    "step": step, "elapsed": elapsed + time.time() - t_start, "config": str(asdict(cc)),
-                    "hardware": hardware(dev)}, tmp)
-        tmp.replace(ckpt)
-
-    logf = open(out / "log.csv", "a", newline="")
-    writer = csv.writer(logf)
     lo, hi = net.min_quality, float(net.cfg.levels)
-    t_save = t_start = time.time()
-    with _Stop() as stop:  # Ctrl-C / SIGTERM: checkpoint, then return
-        while step < cc.steps and not stop.flag:
-            if minutes is not None and time.time() - t_start > 60 * minutes:
-                break
-            step = _step(net, ctx, opt, cc, train_bank, gen, step, lo, hi)
-            if step % cc.validate_every == 0 or step == cc.steps:
-                ev = evaluate(net, ctx, val_bank)
-                writer.writerow([step, round(elapsed + time.time() - t_start, 1), *(f"{v:.3f}" for v in ev.values())])
-                logf.flush()
-                log(f"step {step}: y bits vs the hyperprior (validation) " +
-                    " ".join(f"{k} {v:+.2f}%" for k, v in ev.items()))
-            if time.time() - t_save > cc.checkpoint_s:
-                save()
-                t_save = time.time()
-    save()
-    logf.close()
-    ctx.steps = step
-    ctx.hardware = hardware(dev)
+    ctx.steps = parts.fit(
+        cc, ctx.net, "ctx", opt, gen, lambda: _step(net, ctx, opt, cc, train_bank, gen, lo, hi),
+        lambda: evaluate(net, ctx, val_bank),
+        lambda ev: "y bits vs the hyperprior (validation) " + " ".join(f"{k} {v:+.2f}%" for k, v in ev.items()),
+        resume, minutes, dev, log)
+    ctx.hardware = parts.hardware(dev)
     net.cpu()
     return ctx.cpu()
 
 
-def _to_cpu(obj):
-    """An optimizer state with every tensor on the CPU (checkpoints load anywhere)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_cpu(v) for v in obj]
-    return obj
-
-
-def _step(net, ctx, opt, cc, train_bank, gen, step: int, lo: float, hi: float) -> int:
-    """One Adam step on a random batch, quality per crop and pass. -> the next step number."""
-    for grp in opt.param_groups:
-        grp["lr"] = lr_at(cc, step)
+def _step(net, ctx, opt, cc, train_bank, gen, lo: float, hi: float) -> None:
+    """One Adam step on a random batch, quality per crop and pass."""
     idx = torch.randint(len(train_bank), (cc.batch,), generator=gen)
     f = train_bank[idx.to(train_bank.device)]
     if float(torch.rand((), generator=gen)) < 0.5:
@@ -288,7 +236,6 @@ def _step(net, ctx, opt, cc, train_bank, gen, step: int, lo: float, hi: float) -
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return step + 1
 
 
 @torch.no_grad()
@@ -333,7 +280,7 @@ def install(weights_path, net, ctx: ContextModel, cc: ContextConfig, out_path, c
     meta["context"] = {"steps": int(getattr(ctx, "steps", cc.steps)), "hidden": cc.hidden, "kernel": cc.kernel,
                        "validation_y_bits_percent": {k: round(v, 3) for k, v in evaluate(net, ctx, val_bank, table=table).items()},
                        "validation_per_pass_percent": per_pass, "passes_on": ctx.passes_on.tolist(),
-                       "train_minutes": _train_minutes(cc), "hardware": getattr(ctx, "hardware", None) or hardware(),
+                       "train_minutes": parts.train_minutes(cc), "hardware": getattr(ctx, "hardware", None) or parts.hardware(),
                        "data": list(cc.data), "crop": cc.crop, "crops_per_image": cc.crops_per_image,
                        "batch": cc.batch, "lr": cc.lr, "decay_at": list(cc.decay_at),
                        "calibration_crops": calibration}
@@ -341,24 +288,6 @@ def install(weights_path, net, ctx: ContextModel, cc: ContextConfig, out_path, c
     weights.write_safetensors(tensors, out_path, metadata)
     return {"file": str(out_path), "context_tensors": sum(k.startswith(weights.CONTEXT_PREFIX) for k in tensors),
             "weights_hash": weights.file_hash(out_path).hex()}
-
-
-def _train_minutes(cc: ContextConfig) -> float | None:
-    """Wall time of the run, from its log (the last validation row)."""
-    try:
-        rows = list(csv.reader(open(Path(cc.out) / "log.csv")))
-        return round(float(rows[-1][1]) / 60, 1)
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def hardware(device="cpu") -> str:
-    import os
-    import platform
-    if torch.device(device).type == "cuda":
-        return f"one {torch.cuda.get_device_name(torch.device(device))}"
-    n = torch.get_num_threads()
-    return f"{os.cpu_count()}-core {platform.machine()} CPU, {n} torch thread{'s' if n > 1 else ''}"
 
 
 def run(weights_path, data, out: str, steps: int = ContextConfig.steps, decay_at: tuple | None = None,

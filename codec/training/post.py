@@ -16,19 +16,16 @@ without the filter keep their weights hash) plus the filter's, ``post.*``.
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..post import PostFilter
-from .context import _to_cpu, _train_minutes, hardware
+from . import parts
 from .data import CropSampler, list_images, load_uint8, split
-from .loop import _Stop
 
 #: qualities of the validation report
 VAL_QUALITIES = (-1.0, 1.0, 4.0, 8.0)
@@ -113,8 +110,8 @@ def evaluate(pf: PostFilter, val) -> dict:
     return res
 
 
-def lr_at(pc: PostConfig, step: int) -> float:
-    return pc.lr * pc.decay ** sum(step >= d for d in pc.decay_at)
+def _describe(ev: dict) -> str:
+    return "validation PSNR gain " + " ".join(f"{k} {v:+.3f} dB" for k, v in ev.items())
 
 
 def train(net, pc: PostConfig, resume: bool = False, minutes: float | None = None, log=print) -> PostFilter:
@@ -136,57 +133,23 @@ def train(net, pc: PostConfig, resume: bool = False, minutes: float | None = Non
     pf.enable()
     if pc.init:
         pf.load_state_dict(start)
-        log("start (the file's filter): validation PSNR gain "
-            + " ".join(f"{k} {v:+.3f} dB" for k, v in evaluate(pf, val).items()))
+        log(f"start (the file's filter): {_describe(evaluate(pf, val))}")
     opt = torch.optim.Adam(pf.parameters(), lr=pc.lr)
     gen = torch.Generator().manual_seed(pc.seed + 2)
-    step, elapsed = 0, 0.0
-    ckpt = out / "ckpt.pt"
-    if resume and ckpt.exists():
-        d = torch.load(ckpt, weights_only=True)
-        pf.load_state_dict(d["post"])
-        opt.load_state_dict(d["opt"])
-        gen.set_state(d["rng"])
-        step, elapsed = int(d["step"]), float(d.get("elapsed", 0.0))
-        log(f"resumed at step {step}")
 
-    def save():
-        tmp = ckpt.with_suffix(".tmp")
-        torch.save({"post": pf.state_dict(), "opt": _to_cpu(opt.state_dict()), "rng": gen.get_state(),
-                    "step": step, "elapsed": elapsed + time.time() - t_start, "config": str(asdict(pc)),
-                    "hardware": hardware()}, tmp)
-        tmp.replace(ckpt)
+    def step():
+        idx = torch.randint(len(x_bank), (pc.batch,), generator=gen)
+        x, o, q = x_bank[idx].float() / 255, o_bank[idx].float(), q_bank[idx]
+        if float(torch.rand((), generator=gen)) < 0.5:
+            x, o = x.transpose(-1, -2), o.transpose(-1, -2)
+        base = ((o - x) ** 2).mean((1, 2, 3)).clamp_min(1e-8)
+        loss = (((pf(o, q) - x) ** 2).mean((1, 2, 3)) / base).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
-    logf = open(out / "log.csv", "a", newline="")
-    writer = csv.writer(logf)
-    t_save = t_start = time.time()
-    with _Stop() as stop:  # Ctrl-C / SIGTERM: checkpoint, then return
-        while step < pc.steps and not stop.flag:
-            if minutes is not None and time.time() - t_start > 60 * minutes:
-                break
-            for grp in opt.param_groups:
-                grp["lr"] = lr_at(pc, step)
-            idx = torch.randint(len(x_bank), (pc.batch,), generator=gen)
-            x, o, q = x_bank[idx].float() / 255, o_bank[idx].float(), q_bank[idx]
-            if float(torch.rand((), generator=gen)) < 0.5:
-                x, o = x.transpose(-1, -2), o.transpose(-1, -2)
-            base = ((o - x) ** 2).mean((1, 2, 3)).clamp_min(1e-8)
-            loss = (((pf(o, q) - x) ** 2).mean((1, 2, 3)) / base).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if step % pc.validate_every == 0 or step == pc.steps:
-                ev = evaluate(pf, val)
-                writer.writerow([step, round(elapsed + time.time() - t_start, 1), *(f"{v:.4f}" for v in ev.values())])
-                logf.flush()
-                log(f"step {step}: validation PSNR gain " + " ".join(f"{k} {v:+.3f} dB" for k, v in ev.items()))
-            if time.time() - t_save > pc.checkpoint_s:
-                save()
-                t_save = time.time()
-    save()
-    logf.close()
-    pf.steps = step
+    pf.steps = parts.fit(pc, pf, "post", opt, gen, step, lambda: evaluate(pf, val), _describe, resume, minutes,
+                         log=log)
     return pf
 
 
@@ -212,7 +175,7 @@ def install(weights_path, net, pf: PostFilter, pc: PostConfig, out_path) -> dict
     before = meta.get("post") if pc.init else None
     meta["post"] = {"steps": int(getattr(pf, "steps", pc.steps)), "width": pc.width, "layers": pc.layers,
                     "validation_psnr_gain_db": {k: round(v, 3) for k, v in evaluate(pf, val).items()},
-                    "train_minutes": _train_minutes(pc), "hardware": hardware(), "data": [str(d) for d in pc.data],
+                    "train_minutes": parts.train_minutes(pc), "hardware": parts.hardware(), "data": [str(d) for d in pc.data],
                     "crops": pc.crops, "crop": pc.crop, "batch": pc.batch, "lr": pc.lr,
                     "decay_at": list(pc.decay_at)}
     if before:  # the filter this run continued, and its own history

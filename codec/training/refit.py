@@ -112,7 +112,6 @@ def fit_vq_context(net: VQCodec, folders, iterations: int = 30, every: int = 1) 
     context model (models.VQCodec), with the factorized pmfs as they are.
     -> mean bits per non-anchor index under the factorized prior and under
     the context model, on the training images."""
-    import numpy as np
     if not net.cfg.context:
         raise ValueError("the VQ model was built without a context model (cfg.context)")
     S, G = net.cfg.levels, net.groups
