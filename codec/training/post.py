@@ -133,7 +133,8 @@ def train(net, pc: PostConfig, resume: bool = False, minutes: float | None = Non
     pf.enable()
     if pc.init:
         pf.load_state_dict(start)
-        log(f"start (the file's filter): {_describe(evaluate(pf, val))}")
+        if not (resume and (out / "ckpt.pt").exists()):  # a resumed run loads its own
+            log(f"start (the file's filter): {_describe(evaluate(pf, val))}")
     opt = torch.optim.Adam(pf.parameters(), lr=pc.lr)
     gen = torch.Generator().manual_seed(pc.seed + 2)
 
