@@ -102,6 +102,9 @@ def _outputs(files, many, out, suffix) -> list[Path]:
         outs = [(folder or f.parent) / (f.stem + suffix) for f in files]
     else:
         outs = [Path(out) if out else files[0].with_suffix(suffix)]
+    same = [f for f, o in zip(files, outs) if f.resolve() == o.resolve()]
+    if same:
+        raise Failure(f"{same[0]}: the output would overwrite the input; name another with -o")
     dup = {o for o in outs if outs.count(o) > 1}
     if dup:
         raise Failure(f"several inputs would write {sorted(dup)[0]}; rename them or use -o")
@@ -200,12 +203,18 @@ def _compress_one(src, dst, opts):
 
 
 def _decompress_one(src, dst, opts):
+    from codec import container
     from codec.pipeline import decode
 
+    data = src.read_bytes()
+    try:  # not an .aec file at all says so, before any word about the output
+        container.parse_header(data, max_pixels=None)
+    except ValueError as exc:
+        raise Failure(f"{src}: {exc}") from None
     if dst.exists() and not opts["force"]:
         raise Failure(f"{dst} already exists; pass -f/--force to overwrite it")
     try:
-        pic = decode(src.read_bytes(), model=opts["model"], max_pixels=opts["limit"], region=opts["region"])
+        pic = decode(data, model=opts["model"], max_pixels=opts["limit"], region=opts["region"])
     except ValueError as exc:
         raise Failure(f"{src}: {exc}") from None
     _write_image(pic.to_pil(), dst, opts["force"])

@@ -48,6 +48,24 @@ def test_existing_output_is_not_overwritten_without_force(tiny_model, photo_png,
     assert out.read_bytes()[:4] == b"\x89AEC"
 
 
+def test_an_output_never_replaces_its_own_input_even_with_force(tiny_model, photo_png, tmp_path):
+    aec = tmp_path / "photo.aec"
+    assert run("compress", photo_png, "--model", tiny_model).exit_code == 0
+    odd = tmp_path / "odd.png"  # an .aec file with an image suffix: decompress's default output is itself
+    odd.write_bytes(aec.read_bytes())
+    r = run("decompress", odd, "--model", tiny_model, "-f")
+    assert r.exit_code == 1 and one_error_line(r) and "overwrite the input" in r.stderr
+    assert odd.read_bytes() == aec.read_bytes()
+
+
+def test_decompressing_a_non_aec_file_says_so_before_anything_about_the_output(photo_png, tmp_path):
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"precious")
+    r = run("decompress", photo_png, "-o", taken)
+    assert r.exit_code == 1 and one_error_line(r) and "not an aecodec file" in r.stderr
+    assert taken.read_bytes() == b"precious"
+
+
 def test_folder_of_inputs_goes_to_output_folder(tiny_model, photo, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
