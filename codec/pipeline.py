@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,7 +184,7 @@ def encode_target(image, target_bpp: float | None = None, target_psnr: float | N
     """Bisect the (continuous) quality for the largest file within
     ``target_bpp``, or the smallest file reaching ``target_psnr``. Rate and
     PSNR grow with quality; if no quality meets the target, the closest end
-    of the range is returned."""
+    of the range is returned, with a UserWarning saying so."""
     if (target_bpp is None) == (target_psnr is None):
         raise ValueError("give exactly one of target_bpp and target_psnr")
     lm = load_model(model)
@@ -196,6 +197,7 @@ def encode_target(image, target_bpp: float | None = None, target_psnr: float | N
     if target_bpp is not None:
         best = encode(pic, lo, lm, max_pixels, tile, device, precision, effort)
         if not ok(best):
+            warnings.warn(f"no quality reaches {target_bpp:g} bpp: the lowest ({lo:g}) gives {best.bpp:.4f} bpp")
             return best
         top = encode(pic, hi, lm, max_pixels, tile, device, precision, effort)
         if ok(top):
@@ -203,6 +205,7 @@ def encode_target(image, target_bpp: float | None = None, target_psnr: float | N
     else:
         best = encode(pic, hi, lm, max_pixels, tile, device, precision, effort)
         if not ok(best):
+            warnings.warn(f"no quality reaches {target_psnr:g} dB: the highest ({hi:g}) gives {best.psnr:.2f} dB")
             return best
         bottom = encode(pic, lo, lm, max_pixels, tile, device, precision, effort)
         if ok(bottom):

@@ -82,6 +82,15 @@ def test_target_bpp_is_met(tiny_model, photo):
     assert r.bpp <= target and 1 < r.header.quality < 8
 
 
+def test_an_unreachable_target_gives_the_nearest_end_and_says_so(tiny_model, photo):
+    with pytest.warns(UserWarning, match="no quality reaches 0.0001 bpp: the lowest"):
+        r = pipeline.encode_target(photo, target_bpp=1e-4, model=tiny_model)
+    assert r.header.quality == -1
+    with pytest.warns(UserWarning, match="no quality reaches 99 dB: the highest"):
+        r = pipeline.encode_target(photo, target_psnr=99, model=tiny_model)
+    assert r.header.quality == 8
+
+
 def test_precisions_differ_slightly_and_bad_precision_is_refused(tiny_model, photo):
     a = codec.encode(photo, quality=6, model=tiny_model, precision="fp32")
     b = codec.encode(photo, quality=6, model=tiny_model, precision="bf16")
