@@ -60,10 +60,13 @@ def load_model(model=None) -> weights.LoadedModel:
 
 
 def _quality(q) -> float:
-    q = float(np.float32(q))
-    if not math.isfinite(q):
-        raise ValueError(f"quality must be a number, got {q}")
-    return q
+    try:
+        v = float(np.float32(q))
+    except (TypeError, ValueError):
+        v = math.nan
+    if isinstance(q, (bool, np.bool_)) or not math.isfinite(v):
+        raise ValueError(f"quality must be a number, got {q!r}")
+    return v
 
 
 def encode(image, quality: float = 4, model=None,

@@ -82,6 +82,12 @@ def test_target_bpp_is_met(tiny_model, photo):
     assert r.bpp <= target and 1 < r.header.quality < 8
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), None, "high", True])
+def test_a_quality_that_is_not_a_number_is_refused_by_name(tiny_model, photo, bad):
+    with pytest.raises(ValueError, match=f"quality must be a number, got {bad!r}"):
+        codec.compress(photo, quality=bad, model=tiny_model)
+
+
 def test_an_unreachable_target_gives_the_nearest_end_and_says_so(tiny_model, photo):
     with pytest.warns(UserWarning, match="no quality reaches 0.0001 bpp: the lowest"):
         r = pipeline.encode_target(photo, target_bpp=1e-4, model=tiny_model)
