@@ -210,42 +210,38 @@ def decode_categorical_rows(data: bytes, counts: list[int], pmfs: list[np.ndarra
     return out
 
 
-def encode_categorical(symbols: np.ndarray, probs: np.ndarray) -> bytes:
-    """Code ``symbols[i]`` under the row ``probs[i]`` (shape (n, K))."""
+def _encode_each(family, symbols: np.ndarray, params: np.ndarray) -> bytes:
+    """Code ``symbols[i]`` under ``family`` with the i-th of ``params`` (float64 from a table)."""
     coder = _stream.stack.AnsCoder()
-    family = _model.Categorical(perfect=False)
     coder.encode_reverse(np.ascontiguousarray(symbols, dtype=np.int32), family,
-                         np.ascontiguousarray(probs, dtype=np.float64))
+                         np.ascontiguousarray(params, dtype=np.float64))
     return _finish(coder)
 
 
-def decode_categorical(data: bytes, probs: np.ndarray) -> np.ndarray:
+def _decode_each(family, data: bytes, params: np.ndarray) -> np.ndarray:
     coder = _stream.stack.AnsCoder(_words(data))
-    family = _model.Categorical(perfect=False)
     try:
-        return np.asarray(coder.decode(family, np.ascontiguousarray(probs, dtype=np.float64)),
-                          dtype=np.int32)
+        return np.asarray(coder.decode(family, np.ascontiguousarray(params, dtype=np.float64)), dtype=np.int32)
     except Exception as exc:
         raise CodingError(f"corrupt entropy-coded stream ({exc})") from None
+
+
+def encode_categorical(symbols: np.ndarray, probs: np.ndarray) -> bytes:
+    """Code ``symbols[i]`` under the row ``probs[i]`` (shape (n, K))."""
+    return _encode_each(_model.Categorical(perfect=False), symbols, probs)
+
+
+def decode_categorical(data: bytes, probs: np.ndarray) -> np.ndarray:
+    return _decode_each(_model.Categorical(perfect=False), data, probs)
 
 
 def encode_bernoulli(bits: np.ndarray, p_one: np.ndarray) -> bytes:
     """Code 0/1 ``bits`` with per-bit probabilities of a one (float64 from a table)."""
-    coder = _stream.stack.AnsCoder()
-    family = _model.Bernoulli(perfect=False)
-    coder.encode_reverse(np.ascontiguousarray(bits, dtype=np.int32), family,
-                         np.ascontiguousarray(p_one, dtype=np.float64))
-    return _finish(coder)
+    return _encode_each(_model.Bernoulli(perfect=False), bits, p_one)
 
 
 def decode_bernoulli(data: bytes, p_one: np.ndarray) -> np.ndarray:
-    coder = _stream.stack.AnsCoder(_words(data))
-    family = _model.Bernoulli(perfect=False)
-    try:
-        return np.asarray(coder.decode(family, np.ascontiguousarray(p_one, dtype=np.float64)),
-                          dtype=np.int32)
-    except Exception as exc:
-        raise CodingError(f"corrupt entropy-coded stream ({exc})") from None
+    return _decode_each(_model.Bernoulli(perfect=False), data, p_one)
 
 
 def decode_bernoulli_two_pass(data: bytes, p_first: np.ndarray, p_second_of) -> tuple[np.ndarray, np.ndarray]:
