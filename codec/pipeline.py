@@ -197,22 +197,17 @@ def encode_target(image, target_bpp: float | None = None, target_psnr: float | N
     def ok(r):
         return r.bpp <= target_bpp if target_bpp is not None else r.psnr >= target_psnr
 
-    if target_bpp is not None:
-        best = encode(pic, lo, lm, max_pixels, tile, device, precision, effort)
-        if not ok(best):
-            warnings.warn(f"no quality reaches {target_bpp:g} bpp: the lowest ({lo:g}) gives {best.bpp:.4f} bpp")
-            return best
-        top = encode(pic, hi, lm, max_pixels, tile, device, precision, effort)
-        if ok(top):
-            return top
-    else:
-        best = encode(pic, hi, lm, max_pixels, tile, device, precision, effort)
-        if not ok(best):
-            warnings.warn(f"no quality reaches {target_psnr:g} dB: the highest ({hi:g}) gives {best.psnr:.2f} dB")
-            return best
-        bottom = encode(pic, lo, lm, max_pixels, tile, device, precision, effort)
-        if ok(bottom):
-            return bottom
+    # the end that must meet the target if any quality does, then the other
+    first, second = (lo, hi) if target_bpp is not None else (hi, lo)
+    best = encode(pic, first, lm, max_pixels, tile, device, precision, effort)
+    if not ok(best):
+        warnings.warn(f"no quality reaches {target_bpp:g} bpp: the lowest ({lo:g}) gives {best.bpp:.4f} bpp"
+                      if target_bpp is not None else
+                      f"no quality reaches {target_psnr:g} dB: the highest ({hi:g}) gives {best.psnr:.2f} dB")
+        return best
+    other = encode(pic, second, lm, max_pixels, tile, device, precision, effort)
+    if ok(other):
+        return other
     for _ in range(iterations):
         mid = (lo + hi) / 2
         r = encode(pic, mid, lm, max_pixels, tile, device, precision, effort)
