@@ -119,22 +119,20 @@ def train(net, pc: PostConfig, resume: bool = False, minutes: float | None = Non
     out = Path(pc.out)
     out.mkdir(parents=True, exist_ok=True)
     net.eval()
-    start = net.post.state_dict() if pc.init else None
-    if pc.init:
-        if not start:
-            raise ValueError("--init: the weights file has no post-filter to continue")
-        want = PostFilter(pc.width, pc.layers).body.state_dict(prefix="body.")
-        if {k: v.shape for k, v in start.items()} != {k: v.shape for k, v in want.items()}:
-            raise ValueError(f"--init: the file's post-filter is not width {pc.width} with {pc.layers} layers")
-    (x_bank, o_bank, q_bank), val = banks(net, pc, log)
     with torch.random.fork_rng():  # the same start for the same seed
         torch.manual_seed(pc.seed)
         pf = PostFilter(pc.width, pc.layers)
     pf.enable()
-    if pc.init:
+    if pc.init:  # checked before the bank is made (minutes)
+        start = net.post.state_dict()
+        if not start:
+            raise ValueError("--init: the weights file has no post-filter to continue")
+        if {k: v.shape for k, v in start.items()} != {k: v.shape for k, v in pf.state_dict().items()}:
+            raise ValueError(f"--init: the file's post-filter is not width {pc.width} with {pc.layers} layers")
         pf.load_state_dict(start)
-        if not (resume and (out / "ckpt.pt").exists()):  # a resumed run loads its own
-            log(f"start (the file's filter): {_describe(evaluate(pf, val))}")
+    (x_bank, o_bank, q_bank), val = banks(net, pc, log)
+    if pc.init and not (resume and (out / "ckpt.pt").exists()):  # a resumed run loads its own
+        log(f"start (the file's filter): {_describe(evaluate(pf, val))}")
     opt = torch.optim.Adam(pf.parameters(), lr=pc.lr)
     gen = torch.Generator().manual_seed(pc.seed + 2)
 
