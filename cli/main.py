@@ -562,7 +562,8 @@ def train_context(data, weights_path, out, output, steps, decay_at, lr, crop, cr
 @click.option("--minutes", type=float, default=None, help="Stop (with a checkpoint) after this long.")
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from --out's checkpoint.")
-@click.option("--init", is_flag=True, help="Start from --weights' own post-filter (continue its training).")
+@click.option("--init", is_flag=True, help="Start from --weights' own post-filter (continue its training; "
+              "a larger --layers adds identity layers to it).")
 @click.option("--install-only", is_flag=True, help="Skip training: install --out's checkpoint into -o.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing -o file.")
 @guarded

@@ -10,11 +10,13 @@ predicts to the picture::
         -> conv 3x3 -> ReLU -> (conv 3x3 -> ReLU) x L -> conv 3x3 (12)
         -> pixel-shuffle -> + x_hat
 
-Its last layer starts at zero, so an untrained filter changes nothing. It is
-trained on its own, after the codec (training/post.py: the transforms and
-latents fixed, loss the relative squared error, so every quality counts
-alike), and is run by encoder and decoder alike, each convolution
-single-threaded (fast.TwoWay), so decoding stays exact on any thread count.
+Its last layer starts at zero, so an untrained filter changes nothing; a
+trained one can be deepened (``deepened``: identity layers added, the same
+output) and trained on. It is trained on its own, after the codec
+(training/post.py: the transforms and latents fixed, loss the relative
+squared error, so every quality counts alike), and is run by encoder and
+decoder alike, each convolution single-threaded (fast.TwoWay), so decoding
+stays exact on any thread count.
 
 A weights file without ``post.*`` tensors has no filter (``present`` False,
 nothing saved); files coded with one say so in the container's flags, and
@@ -50,6 +52,35 @@ class PostFilter(nn.Module):
         # trained on its own (training/post.py), not with the codec: frozen unless enabled
         self.body.requires_grad_(False)
 
+    @property
+    def width(self) -> int:
+        return self.body[0].out_channels
+
+    @property
+    def layers(self) -> int:
+        return len(self.body) // 2 - 1
+
+    def deepened(self, layers: int) -> "PostFilter":
+        """The same filter with ``layers`` hidden layers: the new ones, put
+        before the last convolution, start as the identity (a ReLU'd input
+        passes a Dirac convolution and a ReLU unchanged), so the deeper filter
+        computes what this one does and training goes on from there."""
+        if layers < self.layers:
+            raise ValueError(f"cannot deepen a {self.layers}-layer filter to {layers} layers")
+        deep = PostFilter(self.width, layers)
+        convs = [m for m in self.body if isinstance(m, nn.Conv2d)]
+        new = [m for m in deep.body if isinstance(m, nn.Conv2d)]
+        with torch.no_grad():
+            for src, dst in zip(convs, new[:len(convs) - 1] + [new[-1]]):
+                dst.weight.copy_(src.weight)
+                dst.bias.copy_(src.bias)
+            for dst in new[len(convs) - 1:-1]:
+                nn.init.dirac_(dst.weight)
+                nn.init.zeros_(dst.bias)
+        deep.present = self.present
+        deep.body.requires_grad_(self.body[0].weight.requires_grad)
+        return deep
+
     def enable(self) -> None:
         """Start a post-filter (training): an untrained one changes nothing."""
         self.present = True
@@ -83,7 +114,7 @@ class PostFilter(nn.Module):
         self.present = w0 is not None
         if self.present:
             n = sum(1 for k in state_dict if k.startswith(prefix + "body.") and k.endswith(".weight"))
-            if (w0.shape[0], n) != (self.body[0].out_channels, len(self.body) // 2 + 1):
+            if (w0.shape[0], n - 2) != (self.width, self.layers):
                 self.body = PostFilter(w0.shape[0], n - 2).body.requires_grad_(self.body[0].weight.requires_grad)
         else:  # a file without a filter (every file before it) loads too
             for name, t in self.body.state_dict(prefix=prefix + "body.").items():

@@ -133,7 +133,10 @@ def _resize_buffers(model: torch.nn.Module, state: dict) -> None:
     """Coding-table buffers change size with training; match the file's."""
     for name, t in state.items():
         mod_name, _, attr = name.rpartition(".")
-        mod = model.get_submodule(mod_name)
+        try:
+            mod = model.get_submodule(mod_name)
+        except AttributeError:  # a layer the file has and the model makes when loading (a deeper post-filter)
+            continue
         buf = mod._buffers.get(attr)
         if buf is not None and buf.shape != t.shape:
             mod._buffers[attr] = torch.empty_like(t)

@@ -20,6 +20,20 @@ def test_untrained_filter_changes_nothing():
     assert torch.equal(PostFilter()(x, torch.tensor([1.0, 7.0])), x)
 
 
+def test_a_deepened_filter_computes_the_same_and_trains_on(post_model):
+    pf = weights.load(post_model).net.post
+    deep = pf.deepened(pf.layers + 2)
+    x, q = torch.rand(2, 3, 32, 48), torch.tensor([0.0, 6.0])
+    assert (deep.width, deep.layers) == (pf.width, pf.layers + 2)
+    assert torch.allclose(deep(x, q), pf(x, q), atol=1e-6) and not torch.allclose(pf(x, q), x, atol=1e-3)
+    # the identity layers are trainable like the rest, and deepening never removes layers
+    deep.enable()
+    deep(x, q).square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in deep.parameters() if p.dim() == 4)
+    with pytest.raises(ValueError, match="cannot deepen"):
+        pf.deepened(pf.layers - 1)
+
+
 def test_coding_form_matches_the_training_form(post_model):
     net = weights.load(post_model).net
     x = torch.rand(1, 3, 64, 96)
@@ -145,6 +159,24 @@ def test_init_refuses_a_file_without_a_filter_or_of_another_shape(tiny_model, po
         tp.run(tiny_model, [data], tmp_path / "a", steps=1, init=True, **kw)
     with pytest.raises(ValueError, match="not width 32"):
         tp.run(post_model, [data], tmp_path / "b", steps=1, init=True, width=32, **kw)
+    layers = weights.load(post_model).net.post.layers
+    with pytest.raises(ValueError, match="at most"):
+        tp.run(post_model, [data], tmp_path / "c", steps=1, init=True, layers=layers - 1, **kw)
+
+
+def test_init_with_more_layers_starts_from_the_deepened_filter(post_model, photo, tmp_path):
+    data = _folder(tmp_path, photo)
+    kw = dict(crops=2, crop=64, val_crops=1, val_crop=64, batch=2)
+    lm = weights.load(post_model)
+    dst = tmp_path / "deep.safetensors"
+    tp.run(post_model, [data], tmp_path / "run", steps=0, init=True, layers=lm.net.post.layers + 1, output=dst, **kw)
+    deep = weights.load(dst)
+    assert deep.net.post.layers == lm.net.post.layers + 1 and deep.meta["post"]["layers"] == deep.net.post.layers
+    # the same pictures as the file's own filter, coded and decoded with the deeper file
+    res = codec.encode(photo, quality=4, model=dst)
+    ref = codec.encode(photo, quality=4, model=post_model)
+    assert np.abs(res.picture.rgb.astype(int) - ref.picture.rgb.astype(int)).max() <= 1
+    assert np.array_equal(codec.decode(res.data, model=dst).rgb, res.picture.rgb)
 
 
 def test_training_refuses_a_vq_model(tmp_path, photo):

@@ -50,7 +50,7 @@ class PostConfig:
     checkpoint_s: float = 180.0
     validate_every: int = 1000
     key: str = ""                # the model's weights hash: a bank belongs to one model
-    init: bool = False           # start from the weights file's own filter (continue its training)
+    init: bool = False           # start from the weights file's own filter (deepened to ``layers``)
 
 
 def _bank_of(net, images, count: int, crop: int, gen: torch.Generator, qualities=None):
@@ -124,12 +124,12 @@ def train(net, pc: PostConfig, resume: bool = False, minutes: float | None = Non
         pf = PostFilter(pc.width, pc.layers)
     pf.enable()
     if pc.init:  # checked before the bank is made (minutes)
-        start = net.post.state_dict()
-        if not start:
+        if not net.post.present:
             raise ValueError("--init: the weights file has no post-filter to continue")
-        if {k: v.shape for k, v in start.items()} != {k: v.shape for k, v in pf.state_dict().items()}:
-            raise ValueError(f"--init: the file's post-filter is not width {pc.width} with {pc.layers} layers")
-        pf.load_state_dict(start)
+        if net.post.width != pc.width or net.post.layers > pc.layers:
+            raise ValueError(f"--init: the file's post-filter (width {net.post.width}, {net.post.layers} layers) "
+                             f"is not width {pc.width} with at most {pc.layers} layers")
+        pf.load_state_dict(net.post.deepened(pc.layers).state_dict())
     (x_bank, o_bank, q_bank), val = banks(net, pc, log)
     if pc.init and not (resume and (out / "ckpt.pt").exists()):  # a resumed run loads its own
         log(f"start (the file's filter): {_describe(evaluate(pf, val))}")
