@@ -57,6 +57,18 @@ def std_of_index(t: torch.Tensor) -> torch.Tensor:
     return torch.exp(LOG0 + STEP * t).clamp(SCALES_MIN, SCALES_MAX)
 
 
+def _phi(x):
+    return 0.5 * torch.erfc(-x * (1 / math.sqrt(2)))
+
+
+def symbol_bits(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """-log2 of the probability of integer symbols ``s`` under N(0, std_of_index(t))
+    (training and refinement: t may be fractional)."""
+    std = std_of_index(t)
+    p = _phi((s + 0.5) / std) - _phi((s - 0.5) / std)
+    return -torch.log2(p.clamp_min(1e-9))
+
+
 class ContextModel(nn.Module):
     """The network of passes 1..PASSES-1 (see the module docstring)::
 

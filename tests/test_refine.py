@@ -91,3 +91,26 @@ def test_sga_rounding_anneals_to_the_nearest_integer():
     assert ((soft >= torch.floor(v)) & (soft <= torch.ceil(v))).all()
     cold = torch.stack([sga_round(v, 0.01, gen) for _ in range(20)]).mean(0)
     assert torch.allclose(cold, torch.round(v), atol=0.06)
+
+
+@pytest.mark.parametrize("q", [2.0, 6.0])
+def test_the_rate_refined_for_is_the_context_models(context_model, photo, q):
+    """With a context model the file's y is coded pass by pass under corrected
+    means and scales: the objective's rate is that one (near the file's size),
+    not the hyperprior's (far from it for this random context model). ``size``:
+    the file's streams, without the header."""
+    lm = pipeline.load_model(str(context_model))
+    rgb = np.ascontiguousarray(photo[:64, :64])
+    from codec import container
+    size = sum(map(len, container.unpack(codec.encode(rgb, quality=q, model=context_model).data)[1]))
+    with torch.inference_mode():
+        y = tiling.analyse(lm.net, rgb, 0)
+    qt = torch.tensor([q])
+    est = {}
+    for use in (False, True):
+        lm.net.context.present = use   # without it: the hyperprior's rate
+        with torch.no_grad():
+            _, bpp, _ = objective(lm.net, y * lm.net.gains(qt)["y"], _to_tensor(rgb).contiguous(),
+                                  torch.ones(1, 1, 64, 64), qt)
+        est[use] = float(bpp) * 64 * 64 / 8
+    assert abs(est[True] - size) < 0.25 * size and abs(est[True] - size) < abs(est[False] - size)

@@ -24,14 +24,13 @@ weights file: the input file's tensors unchanged plus the context model's.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..context import LOG0, PASSES, STEP, ContextModel, pass_map, std_of_index
+from ..context import LOG0, PASSES, STEP, ContextModel, pass_map, symbol_bits
 from ..priors import LEVELS, SCALES_MAX, SCALES_MIN
 from . import parts
 from .data import CropSampler, list_images, load_uint8, split
@@ -81,17 +80,6 @@ def hyper(net, f: torch.Tensor, q: torch.Tensor):
     scales, means = net.latent.h_s(z_hat * g["z_inv"]).chunk(2, 1)
     t = ((scales.clamp(SCALES_MIN, SCALES_MAX).log() - LOG0) / STEP).ceil().clamp(0, LEVELS - 1)
     return y, means, t
-
-
-def _phi(x):
-    return 0.5 * torch.erfc(-x * (1 / math.sqrt(2)))
-
-
-def symbol_bits(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """-log2 of the probability of integer symbols ``s`` under N(0, std_of_index(t))."""
-    std = std_of_index(t)
-    p = _phi((s + 0.5) / std) - _phi((s - 0.5) / std)
-    return -torch.log2(p.clamp_min(1e-9))
 
 
 def pass_bits(net, ctx: ContextModel, f, q, p: int, straight_through: bool = True, view=None):
