@@ -133,6 +133,21 @@ def test_training_installs_a_filter_and_resumes(tiny_model, photo, tmp_path):
     assert straight["steps"] == 4 and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_install_records_where_the_filter_was_trained(tiny_model, photo, tmp_path):
+    data = _folder(tmp_path, photo)
+    kw = dict(crops=2, crop=64, val_crops=1, val_crop=64, batch=2)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        tp.run(tiny_model, [data], tmp_path / "run", steps=1, **kw)
+        torch.set_num_threads(2)  # installed later, elsewhere: the card still names the training's threads
+        tp.run(tiny_model, [data], tmp_path / "run", steps=1, install_only=True,
+               output=tmp_path / "w.safetensors", **kw)
+    finally:
+        torch.set_num_threads(threads)
+    assert weights.load(tmp_path / "w.safetensors").meta["post"]["hardware"].endswith("1 torch thread")
+
+
 def test_init_continues_the_files_filter_and_records_it(post_model, photo, tmp_path):
     data = _folder(tmp_path, photo)
     kw = dict(crops=4, crop=64, val_crops=1, val_crop=64, batch=2, validate_every=10)

@@ -157,6 +157,7 @@ def load_checkpoint(pc: PostConfig) -> PostFilter:
     pf = PostFilter(pc.width, pc.layers)
     pf.load_state_dict(d["post"])
     pf.present, pf.steps = True, int(d["step"])
+    pf.hardware = d.get("hardware")  # where it was trained (install may run elsewhere)
     return pf
 
 
@@ -174,7 +175,8 @@ def install(weights_path, net, pf: PostFilter, pc: PostConfig, out_path) -> dict
     before = meta.get("post") if pc.init else None
     meta["post"] = {"steps": int(getattr(pf, "steps", pc.steps)), "width": pc.width, "layers": pc.layers,
                     "validation_psnr_gain_db": {k: round(v, 3) for k, v in evaluate(pf, val).items()},
-                    "train_minutes": parts.train_minutes(pc), "hardware": parts.hardware(), "data": [str(d) for d in pc.data],
+                    "train_minutes": parts.train_minutes(pc),
+                    "hardware": getattr(pf, "hardware", None) or parts.hardware(), "data": [str(d) for d in pc.data],
                     "crops": pc.crops, "crop": pc.crop, "batch": pc.batch, "lr": pc.lr,
                     "decay_at": list(pc.decay_at)}
     if before:  # the filter this run continued, and its own history
