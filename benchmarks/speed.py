@@ -5,7 +5,8 @@ implementation of the same architecture and Pillow's JPEG / WebP / AVIF.
 
 For the scalar models (the default, and binary-hp on its weights), decode
 time is split into entropy decoding (constriction: z and y streams) and
-transforms (h_s: integer layers where the model has them, else float64; g_s),
+transforms (h_s: integer layers where the model has them, else float64; g_s;
+the post-filter, where the file has one),
 tile by tile as the decoder runs them; the other shipped codecs (VQ, binary)
 are timed in total. CompressAI's reference (``MeanScaleHyperprior`` with
 random weights, its own rANS coder) runs at the default model's N, M on the
@@ -70,11 +71,14 @@ def bench_aecodec(lm, img, repeat, quality=4.0, precision="fp32"):
                 dt, y_hat = _best(lambda: net.latent.y.decompress(data, scales, means, scheme), repeat)
             t["y_decode"] += dt
             y_in[y_slice(r)] = (y_hat * state["g"]["y_inv"].double()).float()
-        t["g_s"], _ = _best(lambda: tiling._synthesize(net, y_in, (hp, wp), header.tile * 64,
-                                                       precision=precision), repeat)
+        synth = {}
+        for post in ([None, quality] if header.post else [None]):  # the post-filter: the difference
+            synth[post], _ = _best(lambda: tiling._synthesize(net, y_in, (hp, wp), header.tile * 64,
+                                                              precision=precision, post=post), repeat)
+        t["g_s"], t["post"] = synth[None], max(synth.get(quality, synth[None]) - synth[None], 0.0)
     return {"encode_s": enc_s, "decode_s": dec_s, "entropy_decode_s": t["z_decode"] + t["y_decode"],
-            "transform_decode_s": t["h_s"] + t["g_s"], "h_s_s": t["h_s"], "g_s_s": t["g_s"],
-            "bpp": res.bpp, "psnr": res.psnr}
+            "transform_decode_s": t["h_s"] + t["g_s"] + t["post"], "h_s_s": t["h_s"], "g_s_s": t["g_s"],
+            "post_s": t["post"], "bpp": res.bpp, "psnr": res.psnr}
 
 
 def bench_compressai(cfg, img, repeat):
