@@ -546,6 +546,20 @@ def train_context(data, weights_path, out, output, steps, decay_at, lr, crop, cr
     click.echo(json.dumps(report))
 
 
+def _part_run_checks(weights_path, out, output, install_only, crop, force, threads, decay_at):
+    """The checks train-post and train-decoder share (before any work) -> the decay steps."""
+    import torch
+
+    if output and Path(output).exists() and not force and Path(output).resolve() != Path(weights_path).resolve():
+        raise Failure(f"{output} already exists; pass -f/--force to overwrite it")
+    if install_only and not (Path(out) / "ckpt.pt").exists():
+        raise Failure(f"no checkpoint in {out} to install")
+    if crop % 64 or crop < 64:
+        raise Failure(f"--crop must be a multiple of 64, got {crop}")
+    torch.set_num_threads(threads)
+    return tuple(int(s) for s in decay_at.split(",")) if decay_at else None
+
+
 @main.command("train-post")
 @click.argument("data", nargs=-1, required=True)
 @click.option("--weights", "weights_path", required=True, help="A scalar (hyperprior) model's .safetensors file.")
@@ -570,21 +584,43 @@ def train_context(data, weights_path, out, output, steps, decay_at, lr, crop, cr
 def train_post(data, weights_path, out, output, steps, decay_at, lr, crops, crop, width, layers, batch, minutes,
                threads, resume, init, install_only, force):
     """Train a scalar model's post-filter on g_s's output (the codec fixed) and install it."""
-    import torch
-
     from codec.training.post import run
-    if output and Path(output).exists() and not force and Path(output).resolve() != Path(weights_path).resolve():
-        raise Failure(f"{output} already exists; pass -f/--force to overwrite it")
-    if install_only and not (Path(out) / "ckpt.pt").exists():
-        raise Failure(f"no checkpoint in {out} to install")
-    if crop % 64 or crop < 64:
-        raise Failure(f"--crop must be a multiple of 64, got {crop}")
-    torch.set_num_threads(threads)
-    decay = tuple(int(s) for s in decay_at.split(",")) if decay_at else None
+    decay = _part_run_checks(weights_path, out, output, install_only, crop, force, threads, decay_at)
     try:
         report = run(weights_path, data, out, steps, decay, minutes, resume, output, install_only,
                      log=lambda msg: click.echo(msg, err=True), lr=lr, crops=crops, crop=crop, width=width,
                      layers=layers, batch=batch, init=init)
+    except ValueError as exc:
+        raise Failure(str(exc)) from None
+    click.echo(json.dumps(report))
+
+
+@main.command("train-decoder")
+@click.argument("data", nargs=-1, required=True)
+@click.option("--weights", "weights_path", required=True,
+              help="A scalar (hyperprior) model's .safetensors file with a post-filter.")
+@click.option("--out", "out", required=True, help="Run folder (bank of coded crops, ckpt.pt, log.csv).")
+@click.option("-o", "--output", default=None, help="Write the weights file with the fine-tuned decoder.")
+@click.option("--steps", type=int, default=5000, show_default=True)
+@click.option("--decay-at", default=None, help="Comma-separated steps where lr is multiplied by 0.1 [80% of --steps].")
+@click.option("--lr", type=float, default=5e-6, show_default=True)
+@click.option("--crops", type=int, default=6000, show_default=True, help="Training crops coded into the bank.")
+@click.option("--crop", type=int, default=128, show_default=True)
+@click.option("--batch", type=int, default=8, show_default=True)
+@click.option("--minutes", type=float, default=None, help="Stop (with a checkpoint) after this long.")
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from --out's checkpoint.")
+@click.option("--install-only", is_flag=True, help="Skip training: install --out's checkpoint into -o.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing -o file.")
+@guarded
+def train_decoder(data, weights_path, out, output, steps, decay_at, lr, crops, crop, batch, minutes, threads,
+                  resume, install_only, force):
+    """Fine-tune a scalar model's g_s and post-filter at fixed latents (every file keeps its bits) and install them."""
+    from codec.training.decoder import run
+    decay = _part_run_checks(weights_path, out, output, install_only, crop, force, threads, decay_at)
+    try:
+        report = run(weights_path, data, out, steps, decay, minutes, resume, output, install_only,
+                     log=lambda msg: click.echo(msg, err=True), lr=lr, crops=crops, crop=crop, batch=batch)
     except ValueError as exc:
         raise Failure(str(exc)) from None
     click.echo(json.dumps(report))

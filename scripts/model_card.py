@@ -238,6 +238,15 @@ def main() -> None:
                      f"to the picture; trained on its own with the codec fixed (`aecodec train-post`, "
                      f"codec/training/post.py): "
                      + "; then, continued from those weights (`--init`): ".join(map(run_line, runs)))
+    for dm in meta.get("decoder", []) if lm.net.has_post else []:
+        fig = ", ".join(f"{k} {v:+.3f} dB" for k, v in dm.get("validation_psnr_gain_db", {}).items())
+        lines.append(f"- then g_s and the post-filter fine-tuned together at fixed latents (the encoder, entropy "
+                     f"models and context model unchanged, so every file keeps its bits; `aecodec train-decoder`, "
+                     f"codec/training/decoder.py, loss: mean log MSE per crop): {dm['steps']} steps, batch "
+                     f"{dm['batch']} of {dm['crop']}px crops (a bank of {dm['crops']} crops of "
+                     f"{', '.join(dm['data'])} coded through the encoder), Adam lr {dm['lr']} (x0.1 at "
+                     f"{', '.join(map(str, dm['decay_at']))}), {dm.get('train_minutes')} min on {dm.get('hardware')}; "
+                     f"PSNR gain over the decoder before on the validation crops: {fig}")
     lines.append("")
     if res_path.exists():
         res = json.loads(res_path.read_text())

@@ -78,6 +78,25 @@ def make_post_model(path, seed=0, model_id="tiny-post"):
 
 
 @pytest.fixture(scope="session")
+def full_model(tmp_path_factory):
+    """A tiny model with everything the default decoder has: context model and post-filter."""
+    from codec import weights
+    path = make_context_model(tmp_path_factory.mktemp("full") / "full.safetensors", model_id="tiny-full")
+    weights.save(add_tiny_post(weights.load(path).net), path, "tiny-full")
+    return path
+
+
+def image_folder(tmp_path, photo, n=4):
+    """``n`` shifted copies of ``photo`` as PNGs in a new folder (a training set)."""
+    from PIL import Image
+    d = tmp_path / "imgs"
+    d.mkdir(exist_ok=True)
+    for i in range(n):
+        Image.fromarray(np.roll(photo, 7 * i, axis=1)).save(d / f"{i}.png")
+    return d
+
+
+@pytest.fixture(scope="session")
 def post_model(tmp_path_factory):
     return make_post_model(tmp_path_factory.mktemp("post") / "post.safetensors")
 

@@ -4,7 +4,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 import codec
@@ -12,6 +11,7 @@ from codec import container, pipeline, tiling, weights
 from codec.post import PostFilter
 from codec.training import post as tp
 
+from conftest import image_folder as _folder
 from test_pipeline import decoded_elsewhere
 
 
@@ -103,14 +103,6 @@ def test_refinement_runs_through_the_filter(post_model, photo):
     res = codec.encode(photo, quality=4, model=post_model, effort=2)
     assert res.header.post
     assert np.array_equal(codec.decode(res.data, model=post_model).rgb, res.picture.rgb)
-
-
-def _folder(tmp_path, photo, n=4):
-    d = tmp_path / "imgs"
-    d.mkdir()
-    for i in range(n):
-        Image.fromarray(np.roll(photo, 7 * i, axis=1)).save(d / f"{i}.png")
-    return d
 
 
 def test_training_installs_a_filter_and_resumes(tiny_model, photo, tmp_path):

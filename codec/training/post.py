@@ -32,7 +32,8 @@ VAL_QUALITIES = (-1.0, 1.0, 4.0, 8.0)
 
 
 @dataclass
-class PostConfig:
+class BankConfig:
+    """A run that trains part of a fixed codec on a bank of crops coded through it."""
     data: tuple = ("../shared/data/train",)
     out: str = "runs/post"
     crops: int = 4000            # training bank size
@@ -44,37 +45,46 @@ class PostConfig:
     lr: float = 1e-3
     decay_at: tuple = (4800,)
     decay: float = 0.1
-    width: int = 64
-    layers: int = 3
     seed: int = 0
     checkpoint_s: float = 180.0
     validate_every: int = 1000
     key: str = ""                # the model's weights hash: a bank belongs to one model
+
+
+@dataclass
+class PostConfig(BankConfig):
+    width: int = 64
+    layers: int = 3
     init: bool = False           # start from the weights file's own filter (deepened to ``layers``)
 
 
-def _bank_of(net, images, count: int, crop: int, gen: torch.Generator, qualities=None):
-    """``count`` crops -> (x uint8, g_s output fp16, quality) coded through the real encoder."""
+def g_s_output(net, rgb, q: float) -> torch.Tensor:
+    """What the post-filter sees of a crop (fp16): g_s's output for the coded latent."""
+    from ..tiling import synthesis_output
+    return synthesis_output(net, rgb, q, getattr(net, "has_context", False))[0].half()
+
+
+def _bank_of(net, images, count: int, crop: int, gen: torch.Generator, qualities=None, code=g_s_output):
+    """``count`` crops -> (x uint8, ``code(net, rgb, quality)``, quality),
+    coded through the real encoder."""
     sampler = CropSampler(images, crop)
     lo, hi = net.min_quality, float(net.cfg.levels)
     xs, outs, qs = [], [], []
-    from ..tiling import synthesis_output
-    context = getattr(net, "has_context", False)
     for i in range(count):
         x = sampler.sample(1, gen)
         q = float(torch.rand((), generator=gen)) * (hi - lo) + lo if qualities is None else qualities[i]
         q = float(torch.tensor(q, dtype=torch.float32))   # as a header stores it
         rgb = (x[0] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         xs.append(torch.from_numpy(rgb).permute(2, 0, 1))
-        outs.append(synthesis_output(net, rgb, q, context)[0].half())
+        outs.append(code(net, rgb, q))
         qs.append(q)
     return torch.stack(xs), torch.stack(outs), torch.tensor(qs)
 
 
-def banks(net, pc: PostConfig, log=print):
-    """The run folder's banks (made once per model file and settings)."""
+def banks(net, pc: BankConfig, log=print, code=g_s_output):
+    """The run folder's banks of ``code``'s output (made once per model file and settings)."""
     path = Path(pc.out) / "bank.pt"
-    key = f"{pc.key} {pc.crops} {pc.crop} {pc.val_crops} {pc.val_crop} {pc.seed} {sorted(pc.data)}"
+    key = f"{pc.key} {code.__name__} {pc.crops} {pc.crop} {pc.val_crops} {pc.val_crop} {pc.seed} {sorted(pc.data)}"
     if path.exists():
         d = torch.load(path, weights_only=True)
         if d.get("key") == key:
@@ -83,11 +93,12 @@ def banks(net, pc: PostConfig, log=print):
     t0 = time.time()
     train_paths, val_paths = split(list_images(pc.data))
     gen = torch.Generator().manual_seed(pc.seed)
-    train = _bank_of(net, [load_uint8(p) for p in train_paths], pc.crops, pc.crop, gen)
+    train = _bank_of(net, [load_uint8(p) for p in train_paths], pc.crops, pc.crop, gen, code=code)
     vgen = torch.Generator().manual_seed(pc.seed + 1)
     qs = [q for q in VAL_QUALITIES for _ in range(pc.val_crops)]
-    val = _bank_of(net, [load_uint8(p) for p in val_paths], len(qs), pc.val_crop, vgen, qs)
+    val = _bank_of(net, [load_uint8(p) for p in val_paths], len(qs), pc.val_crop, vgen, qs, code=code)
     log(f"bank: {len(train[0])} train / {len(val[0])} validation crops in {time.time() - t0:.0f} s")
+    path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"train": train, "val": val, "key": key}, path)
     return train, val
 
