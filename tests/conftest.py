@@ -86,7 +86,7 @@ def full_model(tmp_path_factory):
     return path
 
 
-def image_folder(tmp_path, photo, n=4):
+def photo_folder(tmp_path, photo, n=4):
     """``n`` shifted copies of ``photo`` as PNGs in a new folder (a training set)."""
     from PIL import Image
     d = tmp_path / "imgs"

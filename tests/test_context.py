@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 import codec
 from codec import container, pipeline, tiling, weights
 from codec.context import PASSES, SLICES, ContextModel, pass_map
-from codec.training import context as tc
+from codec.training import context as tc, parts
 
 from test_pipeline import decoded_elsewhere
 
@@ -169,12 +169,12 @@ def test_context_training_resumes_bit_for_bit(tiny_model, tmp_path, image_folder
     def run(out, steps, resume=False):
         cc = tc.ContextConfig(data=(str(data),), out=str(out), steps=steps, batch=2, hidden=8, crop=64,
                               crops_per_image=2, validate_every=10 ** 9, checkpoint_s=10 ** 9)
-        return tc.train(net, cc, resume=resume, log=lambda m: None)
+        return tc.train(net, cc, resume=resume, log=lambda m: None), parts.record(cc)
 
-    whole = run(tmp_path / "a", 6)
+    whole, rec_whole = run(tmp_path / "a", 6)
     run(tmp_path / "b", 3)
-    resumed = run(tmp_path / "b", 6, resume=True)
-    assert resumed.steps == whole.steps == 6
+    resumed, rec = run(tmp_path / "b", 6, resume=True)
+    assert rec.steps == rec_whole.steps == 6 and rec.hardware.endswith(("thread", "threads"))
     for a, b in zip(whole.net.state_dict().values(), resumed.net.state_dict().values()):
         assert torch.equal(a, b)
     assert not torch.equal(whole.net[-1].weight, torch.zeros_like(whole.net[-1].weight))

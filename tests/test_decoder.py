@@ -9,7 +9,7 @@ import codec
 from codec import tiling, weights
 from codec.training import decoder as td
 
-from conftest import image_folder
+from conftest import photo_folder
 from test_pipeline import decoded_elsewhere
 
 KW = dict(crops=8, crop=64, val_crops=2, val_crop=64, batch=2, validate_every=2, lr=1e-3)
@@ -26,7 +26,7 @@ def test_the_bank_holds_what_the_decoder_receives(full_model, photo):
 
 
 def test_training_changes_only_the_decoder_and_resumes(full_model, photo, tmp_path):
-    data = image_folder(tmp_path, photo)
+    data = photo_folder(tmp_path, photo)
     out, dst = tmp_path / "run", tmp_path / "tuned.safetensors"
     assert td.run(full_model, [data], out, steps=2, decay_at=(3,), **KW)["steps"] == 2
     rep = td.run(full_model, [data], out, steps=4, decay_at=(3,), resume=True, output=dst, **KW)
@@ -47,7 +47,7 @@ def test_training_changes_only_the_decoder_and_resumes(full_model, photo, tmp_pa
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_tuned_decoder_keeps_the_bits_and_decodes_exactly_elsewhere(full_model, photo, tmp_path, threads):
-    data = image_folder(tmp_path, photo)
+    data = photo_folder(tmp_path, photo)
     dst = tmp_path / "tuned.safetensors"
     td.run(full_model, [data], tmp_path / "run", steps=3, output=dst, **KW)
     before = codec.encode(photo, quality=4.5, model=full_model, tile=64)
@@ -62,7 +62,7 @@ def test_a_tuned_decoder_keeps_the_bits_and_decodes_exactly_elsewhere(full_model
 
 def test_training_raises_the_psnr_it_trains_for(full_model, photo, tmp_path):
     """On one image's crops, the fine-tuned decoder reconstructs them better."""
-    data = image_folder(tmp_path, photo, n=2)
+    data = photo_folder(tmp_path, photo, n=2)
     rep = td.run(full_model, [data], tmp_path / "run", steps=30, output=tmp_path / "t.safetensors",
                  **{**KW, "validate_every": 30, "lr": 3e-3, "batch": 4})
     assert min(rep[k] for k in ("q-1", "q1", "q4", "q8")) > 0.2
@@ -70,14 +70,14 @@ def test_training_raises_the_psnr_it_trains_for(full_model, photo, tmp_path):
 
 def test_refuses_a_model_without_a_post_filter(tiny_model, photo, tmp_path):
     with pytest.raises(ValueError, match="no.*post-filter|has none"):
-        td.run(tiny_model, [image_folder(tmp_path, photo)], tmp_path / "run", steps=1, **KW)
+        td.run(tiny_model, [photo_folder(tmp_path, photo)], tmp_path / "run", steps=1, **KW)
 
 
 def test_cli_refuses_bad_runs_before_any_work(full_model, photo, tmp_path):
     from click.testing import CliRunner
 
     from cli.main import main
-    data = image_folder(tmp_path, photo)
+    data = photo_folder(tmp_path, photo)
     dst = tmp_path / "d.safetensors"
     dst.write_bytes(b"keep")
     args = ["train-decoder", str(data), "--weights", str(full_model), "--out", str(tmp_path / "run"),

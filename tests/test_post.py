@@ -11,7 +11,7 @@ from codec import container, pipeline, tiling, weights
 from codec.post import PostFilter
 from codec.training import post as tp
 
-from conftest import image_folder as _folder
+from conftest import photo_folder as _folder
 from test_pipeline import decoded_elsewhere
 
 

@@ -201,12 +201,11 @@ def train(net, cc: ContextConfig, resume: bool = False, minutes: float | None = 
     opt = torch.optim.Adam(ctx.net.parameters(), lr=cc.lr)
     gen = torch.Generator().manual_seed(cc.seed)
     lo, hi = net.min_quality, float(net.cfg.levels)
-    ctx.steps = parts.fit(
+    parts.fit(
         cc, ctx.net, "ctx", opt, gen, lambda: _step(net, ctx, opt, cc, train_bank, gen, lo, hi),
         lambda: evaluate(net, ctx, val_bank),
         lambda ev: "y bits vs the hyperprior (validation) " + " ".join(f"{k} {v:+.2f}%" for k, v in ev.items()),
         resume, minutes, dev, log)
-    ctx.hardware = parts.hardware(dev)
     net.cpu()
     return ctx.cpu()
 
@@ -244,8 +243,6 @@ def load_checkpoint(net, cc: ContextConfig) -> ContextModel:
     ctx = ContextModel(net.cfg.M, cc.hidden, cc.kernel)
     ctx.enable()
     ctx.net.load_state_dict(d["ctx"])
-    ctx.steps = int(d["step"])
-    ctx.hardware = d.get("hardware")
     return ctx
 
 
@@ -265,10 +262,11 @@ def install(weights_path, net, ctx: ContextModel, cc: ContextConfig, out_path, c
     tensors.update(weights.stored(ctx.state_dict(prefix=weights.CONTEXT_PREFIX)))
     metadata = dict(weights.file_metadata(weights_path))
     meta = json.loads(metadata.get("meta", "{}"))
-    meta["context"] = {"steps": int(getattr(ctx, "steps", cc.steps)), "hidden": cc.hidden, "kernel": cc.kernel,
+    rec = parts.record(cc)
+    meta["context"] = {"steps": rec.steps, "hidden": cc.hidden, "kernel": cc.kernel,
                        "validation_y_bits_percent": {k: round(v, 3) for k, v in evaluate(net, ctx, val_bank, table=table).items()},
                        "validation_per_pass_percent": per_pass, "passes_on": ctx.passes_on.tolist(),
-                       "train_minutes": parts.train_minutes(cc), "hardware": getattr(ctx, "hardware", None) or parts.hardware(),
+                       "train_minutes": rec.minutes, "hardware": rec.hardware,
                        "data": list(cc.data), "crop": cc.crop, "crops_per_image": cc.crops_per_image,
                        "batch": cc.batch, "lr": cc.lr, "decay_at": list(cc.decay_at),
                        "calibration_crops": calibration}
@@ -289,7 +287,7 @@ def run(weights_path, data, out: str, steps: int = ContextConfig.steps, decay_at
     cc = ContextConfig(data=tuple(data), out=str(out), steps=steps, lr=lr, decay_at=decay, **config)
     net = weights.load(weights_path).net
     ctx = load_checkpoint(net, cc) if install_only else train(net, cc, resume=resume, minutes=minutes, log=log)
-    report = {"steps": int(getattr(ctx, "steps", steps)), "checkpoint": str(Path(out) / "ckpt.pt")}
+    report = {"steps": parts.record(cc).steps, "checkpoint": str(Path(out) / "ckpt.pt")}
     if output:
         report.update(install(weights_path, net, ctx, cc, output))
     return report

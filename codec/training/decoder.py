@@ -122,8 +122,8 @@ def train(net, dc: DecoderConfig, resume: bool = False, minutes: float | None = 
         opt.step()
 
     try:
-        dec.steps = parts.fit(dc, dec, "decoder", opt, gen, step, lambda: evaluate(dec, val, start), _describe,
-                              resume, minutes, log=log)
+        parts.fit(dc, dec, "decoder", opt, gen, step, lambda: evaluate(dec, val, start), _describe,
+                  resume, minutes, log=log)
     finally:
         net._cache.clear()   # the fast copies of g_s and the filter are stale
     return dec
@@ -134,7 +134,6 @@ def load_checkpoint(net, dc: DecoderConfig) -> Decoder:
     d = torch.load(Path(dc.out) / "ckpt.pt", weights_only=True)
     dec = prepare(net)
     dec.load_state_dict(d["decoder"])
-    dec.steps, dec.hardware = int(d["step"]), d.get("hardware")
     net._cache.clear()
     return dec
 
@@ -155,8 +154,9 @@ def install(weights_path, net, dec: Decoder, dc: DecoderConfig, out_path) -> dic
     tensors.update(new)
     metadata = dict(weights.file_metadata(weights_path))
     meta = json.loads(metadata.get("meta", "{}"))
-    entry = {"steps": int(getattr(dec, "steps", dc.steps)), "train_minutes": parts.train_minutes(dc),
-             "hardware": getattr(dec, "hardware", None) or parts.hardware(), "data": [str(d) for d in dc.data],
+    rec = parts.record(dc)
+    entry = {"steps": rec.steps, "train_minutes": rec.minutes, "hardware": rec.hardware,
+             "data": [str(d) for d in dc.data],
              "crops": dc.crops, "crop": dc.crop, "batch": dc.batch, "lr": dc.lr, "decay_at": list(dc.decay_at),
              "validation_psnr_gain_db": {k: round(v, 3) for k, v in evaluate(dec, val, before).items()}}
     meta["decoder"] = meta.get("decoder", []) + [entry]   # each fine-tuning, in order
@@ -182,7 +182,7 @@ def run(weights_path, data, out: str, steps: int = DecoderConfig.steps, decay_at
                        key=lm.hash_for(True, True).hex(), **config)
     dec = (load_checkpoint(lm.net, dc) if install_only
            else train(lm.net, dc, resume=resume, minutes=minutes, log=log))
-    report = {"steps": int(dec.steps), "checkpoint": str(Path(out) / "ckpt.pt")}
+    report = {"steps": parts.record(dc).steps, "checkpoint": str(Path(out) / "ckpt.pt")}
     if output:
         report.update(install(weights_path, lm.net, dec, dc, output))
     return report

@@ -17,7 +17,7 @@ import csv
 import os
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -57,6 +57,21 @@ def train_minutes(cfg) -> float | None:
         return round(float(rows[-1][1]) / 60, 1)
     except (OSError, IndexError, ValueError):
         return None
+
+
+@dataclass(frozen=True)
+class Record:
+    """What a part's run did, read back from its run folder (so a checkpoint
+    installed later, or elsewhere, reports the run, not the installer)."""
+    steps: int
+    hardware: str | None     # where it trained (parts.hardware at the time)
+    minutes: float | None    # wall time, from the log
+
+
+def record(cfg) -> Record:
+    """The :class:`Record` of the run in ``cfg.out`` (its ckpt.pt and log.csv)."""
+    d = torch.load(Path(cfg.out) / "ckpt.pt", weights_only=True, map_location="cpu")
+    return Record(int(d["step"]), d.get("hardware"), train_minutes(cfg))
 
 
 def fit(cfg, part: torch.nn.Module, key: str, opt: torch.optim.Optimizer, gen: torch.Generator,

@@ -158,8 +158,7 @@ def train(net, pc: PostConfig, resume: bool = False, minutes: float | None = Non
         loss.backward()
         opt.step()
 
-    pf.steps = parts.fit(pc, pf, "post", opt, gen, step, lambda: evaluate(pf, val), _describe, resume, minutes,
-                         log=log)
+    parts.fit(pc, pf, "post", opt, gen, step, lambda: evaluate(pf, val), _describe, resume, minutes, log=log)
     return pf
 
 
@@ -167,8 +166,7 @@ def load_checkpoint(pc: PostConfig) -> PostFilter:
     d = torch.load(Path(pc.out) / "ckpt.pt", weights_only=True)
     pf = PostFilter(pc.width, pc.layers)
     pf.load_state_dict(d["post"])
-    pf.present, pf.steps = True, int(d["step"])
-    pf.hardware = d.get("hardware")  # where it was trained (install may run elsewhere)
+    pf.present = True
     return pf
 
 
@@ -184,10 +182,10 @@ def install(weights_path, net, pf: PostFilter, pc: PostConfig, out_path) -> dict
     metadata = dict(weights.file_metadata(weights_path))
     meta = json.loads(metadata.get("meta", "{}"))
     before = meta.get("post") if pc.init else None
-    meta["post"] = {"steps": int(getattr(pf, "steps", pc.steps)), "width": pc.width, "layers": pc.layers,
+    rec = parts.record(pc)
+    meta["post"] = {"steps": rec.steps, "width": pc.width, "layers": pc.layers,
                     "validation_psnr_gain_db": {k: round(v, 3) for k, v in evaluate(pf, val).items()},
-                    "train_minutes": parts.train_minutes(pc),
-                    "hardware": getattr(pf, "hardware", None) or parts.hardware(), "data": [str(d) for d in pc.data],
+                    "train_minutes": rec.minutes, "hardware": rec.hardware, "data": [str(d) for d in pc.data],
                     "crops": pc.crops, "crop": pc.crop, "batch": pc.batch, "lr": pc.lr,
                     "decay_at": list(pc.decay_at)}
     if before:  # the filter this run continued, and its own history
@@ -213,7 +211,7 @@ def run(weights_path, data, out: str, steps: int = PostConfig.steps, decay_at: t
         raise ValueError(f"the post-filter is trained for scalar models; {weights_path} has a "
                          f"{lm.net.latent_kind} latent")
     pf = load_checkpoint(pc) if install_only else train(lm.net, pc, resume=resume, minutes=minutes, log=log)
-    report = {"steps": int(pf.steps), "checkpoint": str(Path(out) / "ckpt.pt")}
+    report = {"steps": parts.record(pc).steps, "checkpoint": str(Path(out) / "ckpt.pt")}
     if output:
         report.update(install(weights_path, lm.net, pf, pc, output))
     return report
