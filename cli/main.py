@@ -518,7 +518,8 @@ def export(checkpoint, out, model_id, hardware, force):
 @click.option("--minutes", type=float, default=None, help="Stop (with a checkpoint) after this long.")
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from --out's checkpoint.")
-@click.option("--install-only", is_flag=True, help="Skip training: install --out's checkpoint into -o.")
+@click.option("--install-only", is_flag=True, help="Skip training: install --out's checkpoint into -o "
+              "(the settings recorded are the run's, not these flags).")
 @click.option("--pack", default="", help="Train on a crop pack (aecodec pack) instead of DATA folders.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--batch", type=int, default=16, show_default=True)
@@ -578,7 +579,8 @@ def _part_run_checks(weights_path, out, output, install_only, crop, force, threa
 @click.option("--resume", is_flag=True, help="Continue from --out's checkpoint.")
 @click.option("--init", is_flag=True, help="Start from --weights' own post-filter (continue its training; "
               "a larger --layers adds identity layers to it).")
-@click.option("--install-only", is_flag=True, help="Skip training: install --out's checkpoint into -o.")
+@click.option("--install-only", is_flag=True, help="Skip training: install --out's checkpoint into -o "
+              "(the settings recorded are the run's, not these flags).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing -o file.")
 @guarded
 def train_post(data, weights_path, out, output, steps, decay_at, lr, crops, crop, width, layers, batch, minutes,
@@ -610,7 +612,8 @@ def train_post(data, weights_path, out, output, steps, decay_at, lr, crops, crop
 @click.option("--minutes", type=float, default=None, help="Stop (with a checkpoint) after this long.")
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from --out's checkpoint.")
-@click.option("--install-only", is_flag=True, help="Skip training: install --out's checkpoint into -o.")
+@click.option("--install-only", is_flag=True, help="Skip training: install --out's checkpoint into -o "
+              "(the settings recorded are the run's, not these flags).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing -o file.")
 @guarded
 def train_decoder(data, weights_path, out, output, steps, decay_at, lr, crops, crop, batch, minutes, threads,

@@ -140,6 +140,23 @@ def test_install_records_where_the_filter_was_trained(tiny_model, photo, tmp_pat
     assert weights.load(tmp_path / "w.safetensors").meta["post"]["hardware"].endswith("1 torch thread")
 
 
+def test_install_records_the_runs_settings_and_refuses_another_models_run(tiny_model, other_model, photo,
+                                                                           tmp_path):
+    """An install reports how the run trained, not what its own command line
+    says; a run coded for one model does not install into another."""
+    data = _folder(tmp_path, photo)
+    kw = dict(crops=2, crop=64, val_crops=1, val_crop=64, batch=2)
+    tp.run(tiny_model, [data], tmp_path / "run", steps=2, decay_at=(1,), lr=3e-4, **kw)
+    tp.run(tiny_model, [data], tmp_path / "run", steps=9, decay_at=(5,), install_only=True,
+           output=tmp_path / "w.safetensors", **{**kw, "batch": 4})
+    post = weights.load(tmp_path / "w.safetensors").meta["post"]
+    assert (post["lr"], post["decay_at"], post["batch"], post["steps"]) == (3e-4, [1], 2, 2)
+    with pytest.raises(ValueError, match="another weights file"):
+        tp.run(other_model, [data], tmp_path / "run", steps=2, install_only=True,
+               output=tmp_path / "o.safetensors", **kw)
+    assert not (tmp_path / "o.safetensors").exists()
+
+
 def test_init_continues_the_files_filter_and_records_it(post_model, photo, tmp_path):
     data = _folder(tmp_path, photo)
     kw = dict(crops=4, crop=64, val_crops=1, val_crop=64, batch=2, validate_every=10)

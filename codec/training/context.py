@@ -239,10 +239,9 @@ def calibration_inputs(net, ctx: ContextModel, bank: torch.Tensor, chunk: int = 
 
 
 def load_checkpoint(net, cc: ContextConfig) -> ContextModel:
-    d = torch.load(Path(cc.out) / "ckpt.pt", weights_only=True, map_location="cpu")
     ctx = ContextModel(net.cfg.M, cc.hidden, cc.kernel)
     ctx.enable()
-    ctx.net.load_state_dict(d["ctx"])
+    ctx.net.load_state_dict(parts.checkpoint(cc)["ctx"])
     return ctx
 
 
@@ -286,6 +285,8 @@ def run(weights_path, data, out: str, steps: int = ContextConfig.steps, decay_at
     decay = tuple(decay_at) if decay_at else (int(0.7 * steps), int(0.9 * steps))
     cc = ContextConfig(data=tuple(data), out=str(out), steps=steps, lr=lr, decay_at=decay, **config)
     net = weights.load(weights_path).net
+    if install_only:
+        cc = parts.trained_config(cc)
     ctx = load_checkpoint(net, cc) if install_only else train(net, cc, resume=resume, minutes=minutes, log=log)
     report = {"steps": parts.record(cc).steps, "checkpoint": str(Path(out) / "ckpt.pt")}
     if output:

@@ -131,14 +131,13 @@ def train(net, dc: DecoderConfig, resume: bool = False, minutes: float | None = 
 
 def load_checkpoint(net, dc: DecoderConfig) -> Decoder:
     """``net`` with ``dc.out``'s checkpointed decoder loaded."""
-    d = torch.load(Path(dc.out) / "ckpt.pt", weights_only=True)
     dec = prepare(net)
-    dec.load_state_dict(d["decoder"])
+    dec.load_state_dict(parts.checkpoint(dc)["decoder"])
     net._cache.clear()
     return dec
 
 
-def install(weights_path, net, dec: Decoder, dc: DecoderConfig, out_path) -> dict:
+def install(weights_path, dec: Decoder, dc: DecoderConfig, out_path) -> dict:
     """Write ``out_path``: ``weights_path``'s tensors with g_s's and the post-filter's replaced."""
     from safetensors.torch import load_file
 
@@ -180,9 +179,11 @@ def run(weights_path, data, out: str, steps: int = DecoderConfig.steps, decay_at
                          f"{lm.net.latent_kind} latent")
     dc = DecoderConfig(data=tuple(data), out=str(out), steps=steps, decay_at=decay,
                        key=lm.hash_for(True, True).hex(), **config)
+    if install_only:
+        dc = parts.trained_config(dc)
     dec = (load_checkpoint(lm.net, dc) if install_only
            else train(lm.net, dc, resume=resume, minutes=minutes, log=log))
     report = {"steps": parts.record(dc).steps, "checkpoint": str(Path(out) / "ckpt.pt")}
     if output:
-        report.update(install(weights_path, lm.net, dec, dc, output))
+        report.update(install(weights_path, dec, dc, output))
     return report

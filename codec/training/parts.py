@@ -13,12 +13,13 @@ validation figures -- comes in as functions.
 
 from __future__ import annotations
 
+import ast
 import csv
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path, PurePath
 from typing import Callable
 
 import torch
@@ -45,6 +46,17 @@ def to_cpu(obj):
     return obj
 
 
+def plain(obj):
+    """``obj`` with every path a string (a config readable by ast.literal_eval)."""
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(plain(v) for v in obj)
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    return obj
+
+
 def lr_at(cfg, step: int) -> float:
     """``cfg.lr`` times ``cfg.decay`` for each of ``cfg.decay_at`` passed."""
     return cfg.lr * cfg.decay ** sum(step >= d for d in cfg.decay_at)
@@ -68,9 +80,33 @@ class Record:
     minutes: float | None    # wall time, from the log
 
 
+def checkpoint(cfg) -> dict:
+    """The run in ``cfg.out``'s checkpoint (see :func:`fit`), on the CPU."""
+    return torch.load(Path(cfg.out) / "ckpt.pt", weights_only=True, map_location="cpu")
+
+
+# where a run's files are, not how it trained: an install keeps its own
+KEEP_ON_INSTALL = ("out", "device", "pack")
+
+
+def trained_config(cfg):
+    """``cfg`` as the run in ``cfg.out`` last trained (its checkpoint's
+    config), the locations in KEEP_ON_INSTALL kept: an install loads and
+    reports the run's settings, not the installing command line's. Refuses a
+    run made for another model (``key``: the weights hash its bank was
+    coded with)."""
+    saved = ast.literal_eval(checkpoint(cfg)["config"])
+    names = {f.name for f in fields(cfg)} - set(KEEP_ON_INSTALL)
+    run = replace(cfg, **{k: v for k, v in saved.items() if k in names})
+    if getattr(cfg, "key", "") and run.key != cfg.key:
+        raise ValueError(f"the run in {cfg.out} was trained for another weights file "
+                         f"(hash {run.key[:16]}, this one {cfg.key[:16]})")
+    return run
+
+
 def record(cfg) -> Record:
     """The :class:`Record` of the run in ``cfg.out`` (its ckpt.pt and log.csv)."""
-    d = torch.load(Path(cfg.out) / "ckpt.pt", weights_only=True, map_location="cpu")
+    d = checkpoint(cfg)
     return Record(int(d["step"]), d.get("hardware"), train_minutes(cfg))
 
 
@@ -98,7 +134,7 @@ def fit(cfg, part: torch.nn.Module, key: str, opt: torch.optim.Optimizer, gen: t
         tmp = ckpt.with_suffix(".tmp")
         torch.save({key: {k: v.cpu() for k, v in part.state_dict().items()}, "opt": to_cpu(opt.state_dict()),
                     "rng": gen.get_state(), "step": done, "elapsed": elapsed + time.time() - t_start,
-                    "config": str(asdict(cfg)), "hardware": hardware(device)}, tmp)
+                    "config": str(plain(asdict(cfg))), "hardware": hardware(device)}, tmp)
         tmp.replace(ckpt)
 
     with open(out / "log.csv", "a", newline="") as logf, _Stop() as stop:  # a signal: checkpoint, then return

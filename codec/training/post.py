@@ -163,9 +163,8 @@ def train(net, pc: PostConfig, resume: bool = False, minutes: float | None = Non
 
 
 def load_checkpoint(pc: PostConfig) -> PostFilter:
-    d = torch.load(Path(pc.out) / "ckpt.pt", weights_only=True)
     pf = PostFilter(pc.width, pc.layers)
-    pf.load_state_dict(d["post"])
+    pf.load_state_dict(parts.checkpoint(pc)["post"])
     pf.present = True
     return pf
 
@@ -210,6 +209,8 @@ def run(weights_path, data, out: str, steps: int = PostConfig.steps, decay_at: t
     if lm.net.latent_kind != "scalar":
         raise ValueError(f"the post-filter is trained for scalar models; {weights_path} has a "
                          f"{lm.net.latent_kind} latent")
+    if install_only:
+        pc = parts.trained_config(pc)
     pf = load_checkpoint(pc) if install_only else train(lm.net, pc, resume=resume, minutes=minutes, log=log)
     report = {"steps": parts.record(pc).steps, "checkpoint": str(Path(out) / "ckpt.pt")}
     if output:
