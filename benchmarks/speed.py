@@ -7,7 +7,8 @@ For the scalar models (the default, and binary-hp on its weights), decode
 time is split into entropy decoding (constriction: z and y streams) and
 transforms (h_s: integer layers where the model has them, else float64; g_s;
 the post-filter, where the file has one),
-tile by tile as the decoder runs them; the other shipped codecs (VQ, binary)
+tile by tile as the decoder runs them, and the synthesis is timed again
+split as files before flags bit 4 were (by channels, layer by layer); the other shipped codecs (VQ, binary)
 are timed in total. CompressAI's reference (``MeanScaleHyperprior`` with
 random weights, its own rANS coder) runs at the default model's N, M on the
 same pixels; the speed ratios compare the default model with it. Prints a
@@ -71,14 +72,19 @@ def bench_aecodec(lm, img, repeat, quality=4.0, precision="fp32"):
                 dt, y_hat = _best(lambda: net.latent.y.decompress(data, scales, means, scheme), repeat)
             t["y_decode"] += dt
             y_in[y_slice(r)] = (y_hat * state["g"]["y_inv"].double()).float()
-        def synth(post):
-            return tiling._synthesize(net, y_in, (hp, wp), header.tile * 64, precision=precision, post=post)
+        def synth(post, split=header.split):
+            return tiling._synthesize(net, y_in, (hp, wp), header.tile * 64, precision=precision, post=post,
+                                      split=split)
         t["g_s"], _ = _best(lambda: synth(None), repeat)
         # the post-filter: g_s with it, less g_s alone
-        t["post"] = max(_best(lambda: synth(quality), repeat)[0] - t["g_s"], 0.0) if header.post else 0.0
+        whole, _ = _best(lambda: synth(quality if header.post else None), repeat)
+        t["post"] = max(whole - t["g_s"], 0.0) if header.post else 0.0
+        # the same synthesis split as files before flags bit 4 were (each layer by halves of its channels)
+        legacy, _ = _best(lambda: synth(quality if header.post else None, "channels"), repeat)
     return {"encode_s": enc_s, "decode_s": dec_s, "entropy_decode_s": t["z_decode"] + t["y_decode"],
             "transform_decode_s": t["h_s"] + t["g_s"] + t["post"], "h_s_s": t["h_s"], "g_s_s": t["g_s"],
-            "post_s": t["post"], "bpp": res.bpp, "psnr": res.psnr}
+            "post_s": t["post"], "synthesis_s": whole, "synthesis_channels_split_s": legacy,
+            "bpp": res.bpp, "psnr": res.psnr}
 
 
 def bench_compressai(cfg, img, repeat):
@@ -182,6 +188,10 @@ def main() -> None:
         tra = f"{r['transform_decode_s']:.3f}" if "transform_decode_s" in r else ""
         print(f"{r['codec'][:58]:58} {r['image'][:14]:14} {r['threads']:>3} {r['encode_mp_s']:>9.3f} "
               f"{r['decode_mp_s']:>9.3f} {r['decode_s']:>7.3f} {ent:>9} {tra:>8}")
+    for r in rows:
+        if "synthesis_channels_split_s" in r:
+            print(f"{r['codec']} on {r['image']}, {r['threads']} thread(s): synthesis {r['synthesis_s']:.3f} s cut "
+                  f"in row parts (new files), {r['synthesis_channels_split_s']:.3f} s split by channels (earlier files)")
     ratios = []
     for r in rows:
         ref = [c for c in rows if c["codec"].startswith("compressai") and c["image"] == r["image"]

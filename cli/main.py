@@ -345,7 +345,7 @@ def info(file, as_json):
         click.echo(json.dumps(d))
         return
     for k in ("file", "version", "width", "height", "mode", "bit_depth", "latent_kind", "model",
-              "weights", "quality", "precision", "context", "post", "bytes", "header_bytes", "stream_lengths", "bpp",
+              "weights", "quality", "precision", "split", "context", "post", "bytes", "header_bytes", "stream_lengths", "bpp",
               "checksum_ok"):
         v = d[k]
         click.echo(f"{k:>14}: {round(v, 4) if isinstance(v, float) else v}")

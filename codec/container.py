@@ -11,7 +11,9 @@ Layout, little-endian::
     flags        B    bit 0: synthesis ran in bfloat16 (else float32); bit 1:
                       scalar latent coded under the integer y tables; bit 2:
                       and in passes under the model's context model; bit 3:
-                      the model's post-filter ran on the synthesis output; others 0
+                      the model's post-filter ran on the synthesis output; bit 4:
+                      the synthesis ran on two row parts of each tile (else
+                      layer by layer on halves of the channels); others 0
     width        I
     height       I
     quality      f    rate parameter the model was run at (float32)
@@ -49,7 +51,11 @@ FLAG_Y_TABLES = 2
 FLAG_Y_CONTEXT = 4
 #: flags bit: the model's post-filter (post.py) ran on the synthesis output
 FLAG_POST = 8
-KNOWN_FLAGS = FLAG_BF16 | FLAG_Y_TABLES | FLAG_Y_CONTEXT | FLAG_POST
+#: flags bit: the synthesis (g_s, then any post-filter) ran whole on two
+#: overlapping row parts of each tile (fast.run_rows); clear: layer by layer on
+#: halves of the output channels (fast.TwoWay; earlier files)
+FLAG_ROWS = 16
+KNOWN_FLAGS = FLAG_BF16 | FLAG_Y_TABLES | FLAG_Y_CONTEXT | FLAG_POST | FLAG_ROWS
 
 _FIXED = struct.Struct("<4sBHBBBBIIfH")  # magic .. tile
 _MIN_HEADER = _FIXED.size + 1 + 8 + 4 + 2 + 4 + 4
@@ -90,12 +96,18 @@ class Header:
         """The model's post-filter ran on the synthesis output (flags bit 3)."""
         return bool(self.flags & FLAG_POST)
 
+    @property
+    def split(self) -> str:
+        """How the synthesis was split across threads (flags bit 4): "rows" or "channels"."""
+        return "rows" if self.flags & FLAG_ROWS else "channels"
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["weights"] = self.weights.hex()
         d["precision"] = self.precision
         d["context"] = self.context
         d["post"] = self.post
+        d["split"] = self.split
         return d
 
 

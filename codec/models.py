@@ -178,13 +178,21 @@ class TransformCodec(CachedModule):
     def has_post(self) -> bool:
         return self.post.present
 
-    def post_filter(self, x: torch.Tensor, quality: float) -> torch.Tensor:
-        """Coding: the post-filter on g_s's output ``x`` (in x's dtype, exact on any thread count)."""
-        key = f"post:{x.dtype}:two-way"
+    def post_filter(self, x: torch.Tensor, quality: float, split: str = "rows") -> torch.Tensor:
+        """Coding: the post-filter on g_s's output ``x`` (in x's dtype, exact
+        on any thread count); ``split``: as tiling._synthesize -- "rows": on
+        x's top and bottom halves (cut where g_s's are), "channels": layer by
+        layer on halves of the channels."""
+        from .fast import accelerate, run_rows, run_two_way, TwoWay
+        key = f"post:{x.dtype}"
         if key not in self._cache:
-            from .fast import TwoWay, accelerate
-            self._cache[key] = TwoWay(accelerate(self.post.body).to(x.dtype))
-        return self.post.run(self._cache[key], x, quality)
+            self._cache[key] = accelerate(self.post.body).to(x.dtype)
+        if split == "rows":
+            return run_rows(lambda part: self.post.run(self._cache[key], part, quality), x,
+                            16 * (x.shape[2] // 32), self.post.margin)
+        if key + ":two-way" not in self._cache:
+            self._cache[key + ":two-way"] = TwoWay(self._cache[key])
+        return self.post.run(lambda inp: run_two_way(self._cache[key + ":two-way"], inp), x, quality)
 
 
 def y_slice(r):

@@ -96,7 +96,7 @@ def encode(image, quality: float = 4, model=None,
     y_context = y_tables and getattr(lm.net, "has_context", False)
     post = lm.net.has_post
     strings, recon = tiling.encode(lm.net, pic.rgb, q, tile, device, precision, effort, y_tables, y_context,
-                                   post)
+                                   post, split="rows")
     rgb = recon[:pic.height, :pic.width]
     if pic.alpha is not None:
         strings = strings + [io.png_bytes(pic.alpha)]
@@ -107,7 +107,8 @@ def encode(image, quality: float = 4, model=None,
                     flags=((container.FLAG_BF16 if precision == "bf16" else 0)
                            | (container.FLAG_Y_TABLES if y_tables else 0)
                            | (container.FLAG_Y_CONTEXT if y_context else 0)
-                           | (container.FLAG_POST if post else 0)))
+                           | (container.FLAG_POST if post else 0)
+                           | container.FLAG_ROWS))
     data = container.pack(header, strings)
     recon = io.Picture(rgb, pic.alpha, pic.mode)
     if pic.mode in ("L", "LA"):
@@ -162,7 +163,7 @@ def decode(data: bytes, model=None, max_pixels: int | None = container.DEFAULT_M
         recon = tiling.decode(lm.net, latent, hp, wp, header.quality, header.tile * 64,
                               header.height, header.width, region=box, precision=header.precision,
                               y_tables=bool(header.flags & container.FLAG_Y_TABLES), y_context=header.context,
-                              post=header.post)
+                              post=header.post, split=header.split)
     except tiling.TileError as exc:
         raise DecodeError(str(exc)) from None
     except RuntimeError as exc:

@@ -15,8 +15,8 @@ trained one can be deepened (``deepened``: identity layers added, the same
 output) and trained on. It is trained on its own, after the codec
 (training/post.py: the transforms and latents fixed, loss the relative
 squared error, so every quality counts alike), and is run by encoder and
-decoder alike, each convolution single-threaded (fast.TwoWay), so decoding
-stays exact on any thread count.
+decoder alike, each convolution single-threaded (fast.run_rows, or
+fast.TwoWay for earlier files), so decoding stays exact on any thread count.
 
 A weights file without ``post.*`` tensors has no filter (``present`` False,
 nothing saved); files coded with one say so in the container's flags, and
@@ -96,13 +96,19 @@ class PostFilter(nn.Module):
         """x (B, 3, H, W) (H, W even), quality (B,) -> the filtered picture."""
         return x + F.pixel_shuffle(self.body(self._input(x, quality)), 2)
 
-    def run(self, two_way, x: torch.Tensor, quality: float) -> torch.Tensor:
-        """Coding: ``forward`` with the body as ``two_way`` (fast.TwoWay of
-        ``self.body`` in x's dtype), every convolution single-threaded."""
-        from .fast import run_two_way
+    @property
+    def margin(self) -> int:
+        """Rows of context an output row needs: each 3x3 convolution at half
+        resolution reaches one half-resolution row (two rows) further."""
+        return 2 * (self.layers + 2)
+
+    def run(self, body, x: torch.Tensor, quality: float) -> torch.Tensor:
+        """Coding: ``forward`` with ``body`` (the body's convolutions, e.g.
+        fast.accelerate of it in x's dtype, run as the caller chooses) on
+        the channels-last input."""
         q = torch.tensor([quality], dtype=torch.float32)
         inp = self._input(x, q).contiguous(memory_format=torch.channels_last)
-        return x + F.pixel_shuffle(run_two_way(two_way, inp), 2)
+        return x + F.pixel_shuffle(body(inp), 2)
 
     def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
         if not self.present:

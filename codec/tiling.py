@@ -31,6 +31,12 @@ G_MARGIN = 64      # pixels of context for g_a and g_s (4 latent positions)
 DEFAULT_TILE = 1024
 #: arithmetic of the synthesis transform; the container's flags record it
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+#: how the synthesis is cut in two for two threads (_synthesize); the container's FLAG_ROWS records it
+SPLITS = ("rows", "channels")
+#: latent rows of context each row part of a tile gets under split "rows":
+#: g_s's receptive field reaches 1 + 1/2 + 1/4 + 1/8 latent rows (four
+#: stride-2 5x5 transposed convolutions), so 2 give it all
+ROWS_MARGIN = 2
 
 
 def default_precision() -> str:
@@ -133,7 +139,8 @@ def analyse(net, rgb: np.ndarray, tile: int, device=None) -> torch.Tensor:
 
 @torch.inference_mode()
 def encode(net, rgb: np.ndarray, quality: float, tile: int, device=None, precision: str = "fp32",
-           effort: int = 0, y_tables: bool = True, y_context: bool = False, post: bool = False):
+           effort: int = 0, y_tables: bool = True, y_context: bool = False, post: bool = False,
+           split: str = "rows"):
     """rgb: (H, W, 3) uint8; it is replicate-padded to the model's stride
     tile by tile. -> (streams, reconstruction (Hp, Wp, 3) uint8).
     ``precision``: the synthesis arithmetic (PRECISIONS); the decoder must use the same.
@@ -141,11 +148,13 @@ def encode(net, rgb: np.ndarray, quality: float, tile: int, device=None, precisi
     ``y_tables``: a scalar latent's symbols coded grouped under the integer
     tables (latent_codecs.GaussianLatentCodec; the container's flag);
     ``y_context``: and in passes under the model's context model (context.py);
-    ``post``: the model's post-filter runs on g_s's output (post.py)."""
+    ``post``: the model's post-filter runs on g_s's output (post.py);
+    ``split``: how the synthesis uses two threads (_synthesize)."""
     height, width = rgb.shape[:2]
     hp, wp = padded_size(net, height, width)
     side, tiles, y_in = coded_latent(net, rgb, quality, tile, device, effort, y_tables, y_context)
-    recon = _synthesize(net, y_in, (hp, wp), tile, precision=precision, post=quality if post else None)
+    recon = _synthesize(net, y_in, (hp, wp), tile, precision=precision, post=quality if post else None,
+                        split=split)
     crcs = [_tile_crc(recon, r, height, width) for r in rects(hp, wp, tile)]
     return [side, struct.pack(f"<{len(crcs)}I", *crcs)] + tiles, recon
 
@@ -178,44 +187,54 @@ def synthesis_output(net, rgb: np.ndarray, quality: float, y_context: bool = Fal
     post-filter sees when decoding (training/post.py)."""
     y_in = coded_latent(net, rgb, quality, 0, y_tables=net.latent_kind == "scalar", y_context=y_context)[2]
     hp, wp = (16 * n for n in y_in.shape[-2:])
-    return _g_s_tile(net._two_way("g_s"), y_in, (0, 0, hp, wp), torch.float32)[0].float()
+    return _g_s_tile(net, y_in, (0, 0, hp, wp), torch.float32)[0].float()
 
 
-def _g_s_tile(g_s, y_in, rect, dtype):
-    """g_s (a fast.TwoWay) on the tile ``rect`` (top, left, h, w in pixels)
-    plus G_MARGIN px of context -> (output with the context, the tile's
-    (top, left) within it)."""
-    from .fast import run_two_way
+def _g_s_tile(net, y_in, rect, dtype, split: str = "rows"):
+    """g_s on the tile ``rect`` (top, left, h, w in pixels) plus G_MARGIN px
+    of context -> (output with the context, the tile's (top, left) within
+    it). ``split`` (see :func:`_synthesize`): "rows" or "channels"."""
+    from .fast import run_rows, run_two_way
     t, l, h, w = rect
     t0, t1 = _grow(t, t + h, G_MARGIN, 16 * y_in.shape[2])
     l0, l1 = _grow(l, l + w, G_MARGIN, 16 * y_in.shape[3])
-    yt = y_in[:, :, t0 // 16:t1 // 16, l0 // 16:l1 // 16].to(dtype)
-    return run_two_way(g_s, yt.contiguous(memory_format=torch.channels_last)), (t - t0, l - l0)
+    yt = y_in[:, :, t0 // 16:t1 // 16, l0 // 16:l1 // 16].to(dtype).contiguous(memory_format=torch.channels_last)
+    if split == "rows":
+        x = run_rows(net._fast("g_s", dtype), yt, yt.shape[2] // 2, ROWS_MARGIN, 16)
+    else:
+        x = run_two_way(net._two_way("g_s", dtype), yt)
+    return x, (t - t0, l - l0)
 
 
-def _synthesize(net, y_in, shape, tile, only=None, precision: str = "fp32", post: float | None = None):
+def _synthesize(net, y_in, shape, tile, only=None, precision: str = "fp32", post: float | None = None,
+                split: str = "rows"):
     """g_s tile by tile (with context) -> (Hp, Wp, 3) uint8; ``only``: the
     indexes of the tiles to produce (others stay zero); ``precision``: fp32
     or bf16 arithmetic (weights and activations; oneDNN accumulates in fp32);
     ``post``: None, or the quality to run the model's post-filter at on each
     tile's g_s output (with its context, like g_s).
 
-    Every convolution of g_s runs single-threaded: oneDNN may sum in another
-    order with more threads, which moves a pixel across a rounding boundary
-    now and then, and the decoder must reproduce the encoder's pixels on any
-    thread count. To use a second core anyway, each layer is computed as two
-    halves of its output channels (fast.TwoWay) -- always the same split, run
-    one after the other on one thread and side by side on two."""
+    Every convolution runs single-threaded: oneDNN may sum in another order
+    with more threads, which moves a pixel across a rounding boundary now
+    and then, and the decoder must reproduce the encoder's pixels on any
+    thread count. To use a second core anyway, the work is cut in two the
+    same way on any thread count, and the two parts run one after the other
+    on one thread and side by side on two. ``split`` (the container's
+    FLAG_ROWS) says how: "rows" -- g_s, then the post-filter, each whole on
+    the tile's top and bottom halves with enough rows of context
+    (fast.run_rows); "channels" (earlier files) -- every layer as two halves
+    of its output channels (fast.TwoWay)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     dtype = PRECISIONS[precision]
     hp, wp = shape[:2]
-    g_s = net._two_way("g_s", dtype)
     out = np.zeros((hp, wp, 3), np.uint8)
     for i, (t, l, h, w) in enumerate(rects(hp, wp, tile)):
         if only is not None and i not in only:
             continue
-        xt, (dt, dl) = _g_s_tile(g_s, y_in, (t, l, h, w), dtype)
+        xt, (dt, dl) = _g_s_tile(net, y_in, (t, l, h, w), dtype, split)
         if post is not None:
-            xt = net.post_filter(xt, post)
+            xt = net.post_filter(xt, post, split)
         xt = xt.float().clamp_(0, 1)
         out[t:t + h, l:l + w] = _to_uint8(xt[:, :, dt:dt + h, dl:dl + w])
     return out
@@ -228,11 +247,12 @@ class TileError(ValueError):
 @torch.inference_mode()
 def decode(net, streams, hp: int, wp: int, quality: float, tile: int, height: int, width: int,
            region=None, precision: str = "fp32", y_tables: bool = True, y_context: bool = False,
-           post: bool = False) -> np.ndarray:
+           post: bool = False, split: str = "rows") -> np.ndarray:
     """-> (Hp, Wp, 3) uint8 reconstruction. ``region`` (top, left, h, w):
     decode only the tiles needed for it (the rest of the array stays zero);
-    ``precision``, ``y_tables``, ``y_context``, ``post``: the synthesis
-    arithmetic, latent coding and post-filtering the encoder used."""
+    ``precision``, ``y_tables``, ``y_context``, ``post``, ``split``: the
+    synthesis arithmetic, latent coding, post-filtering and thread split the
+    encoder used."""
     all_rects = rects(hp, wp, tile)
     if len(streams) != 2 + len(all_rects):
         raise TileError(f"file has {len(streams)} latent streams, its tiling needs {2 + len(all_rects)}")
@@ -252,7 +272,7 @@ def decode(net, streams, hp: int, wp: int, quality: float, tile: int, height: in
         r = all_rects[i]
         y_in[y_slice(r)] = net.decode_tile(state, streams[2 + i], r)
     recon = _synthesize(net, y_in, (hp, wp), tile, only=out_tiles, precision=precision,
-                        post=quality if post else None)
+                        post=quality if post else None, split=split)
     for i in out_tiles:
         if _tile_crc(recon, all_rects[i], height, width) != crcs[i]:
             raise TileError(f"decoded tile {i} differs from the encoder's reconstruction (checksum "

@@ -133,6 +133,8 @@ def test_info_reads_the_header(aec_file):
     d = json.loads(r.stdout)
     assert (d["width"], d["height"], d["model"], d["checksum_ok"]) == (96, 80, "tiny-test", True)
     assert d["context"] is False and d["post"] is False   # the tiny model has neither
+    assert d["split"] == "rows"                            # the synthesis cut into row parts
+    assert "split: rows" in run("info", aec_file).stdout
 
 
 def test_usage_error_exits_2():

@@ -100,8 +100,8 @@ def test_an_unreachable_target_gives_the_nearest_end_and_says_so(tiny_model, pho
 def test_precisions_differ_slightly_and_bad_precision_is_refused(tiny_model, photo):
     a = codec.encode(photo, quality=6, model=tiny_model, precision="fp32")
     b = codec.encode(photo, quality=6, model=tiny_model, precision="bf16")
-    assert a.data[:10] == b.data[:10] and a.header.flags == container.FLAG_Y_TABLES
-    assert b.header.flags == container.FLAG_BF16 | container.FLAG_Y_TABLES
+    assert a.data[:10] == b.data[:10] and a.header.flags == container.FLAG_Y_TABLES | container.FLAG_ROWS
+    assert b.header.flags == container.FLAG_BF16 | container.FLAG_Y_TABLES | container.FLAG_ROWS
     diff = np.abs(a.picture.rgb.astype(int) - b.picture.rgb)
     assert diff.max() <= 8 and abs(a.psnr - b.psnr) < 0.2
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):

@@ -42,6 +42,20 @@ def test_coding_form_matches_the_training_form(post_model):
     assert torch.allclose(got, want, atol=1e-5) and not torch.allclose(got, x, atol=1e-3)
 
 
+def test_row_parts_see_the_filters_whole_receptive_field(post_model):
+    """Cut in two row parts, the filter computes what it computes whole; one
+    half-resolution row of context less, and the cut shows."""
+    from codec.fast import accelerate, run_rows
+    net = weights.load(post_model).net
+    x = torch.rand(1, 3, 64, 96)
+    with torch.inference_mode():
+        whole = net.post.run(accelerate(net.post.body), x, 3.0)
+        assert torch.allclose(net.post_filter(x, 3.0), whole, atol=1e-5)
+        assert torch.allclose(net.post_filter(x, 3.0, "channels"), whole, atol=1e-5)
+        short = run_rows(lambda p: net.post.run(accelerate(net.post.body), p, 3.0), x, 32, net.post.margin - 2)
+    assert not torch.allclose(short, whole, atol=1e-3)
+
+
 def test_round_trip_is_exact_and_flagged(post_model, photo):
     res = codec.encode(photo, quality=5, model=post_model, tile=64)
     assert res.header.post and res.header.to_dict()["post"]

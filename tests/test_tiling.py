@@ -1,8 +1,10 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
 import codec
-from codec import pipeline, tiling
+from codec import container, fast, pipeline, tiling
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +61,29 @@ def test_synthesis_output_is_what_a_one_tile_decode_rounds(context_model, big):
     assert np.array_equal(tiling._to_uint8(out.clamp(0, 1)), recon)
     _, plain = tiling.encode(net, big, 4.5, 0, y_context=False)
     assert not np.array_equal(plain, recon)  # the context model moves the latent g_s sees
+
+
+def test_files_split_by_channels_still_decode_that_way(post_model, big, monkeypatch):
+    """Files written before flags bit 4 ran the synthesis layer by layer on
+    halves of the channels; they decode that way, new files by row parts."""
+    new = pipeline.encode(big, 5, post_model, tile=64)
+    assert new.header.split == "rows" and new.header.flags & container.FLAG_ROWS
+    net = pipeline.load_model(post_model).net
+    streams, recon = tiling.encode(net, big, 5.0, 64, precision=new.header.precision, y_tables=True,
+                                   post=True, split="channels")
+    recon = recon[:150, :200]
+    new_streams = container.unpack(new.data)[1]
+    assert streams[0] == new_streams[0] and streams[2:] == new_streams[2:]  # the same latents
+    assert np.abs(recon.astype(int) - new.picture.rgb).max() <= 1          # the same map, other rounding
+    old = dataclasses.replace(new.header, flags=new.header.flags & ~container.FLAG_ROWS,
+                              recon_crc=tiling.crc_rows(recon), stream_lengths=[len(s) for s in streams])
+    data = container.pack(old, streams)
+
+    def no_rows(*args, **kwargs):
+        raise AssertionError("cut into rows")
+    monkeypatch.setattr(fast, "run_rows", no_rows)
+    assert np.array_equal(pipeline.decode(data, post_model).rgb, recon)
+    with pytest.raises(AssertionError, match="cut into rows"):
+        pipeline.decode(new.data, post_model)
+    with pytest.raises(ValueError, match="split must be one of"):
+        tiling.encode(net, big, 5.0, 64, split="columns")
