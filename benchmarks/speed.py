@@ -149,7 +149,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None, help="the model compared with CompressAI's reference (default: the default)")
     ap.add_argument("--others", default=None,
-                    help="comma-separated other models timed beside it (default: every other installed shipped codec)")
+                    help="comma-separated other models timed beside it (default: every other installed shipped "
+                         "codec; \"\": none)")
     ap.add_argument("--images", default="")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", default="1,2")
@@ -164,7 +165,10 @@ def main() -> None:
     precisions = ["fp32"] + (["bf16"] if tiling.default_precision() == "bf16" else [])
     others = [m for m in (a.others.split(",") if a.others is not None else
                           [e.id for e in registry.MODELS.values() if e.path.exists()]) if m and m != lm.model_id]
-    others = [pipeline.load_model(m) for m in others]
+    try:
+        others = [pipeline.load_model(m) for m in others]
+    except KeyError as exc:  # an unknown id: say so in one line ("" times the model alone)
+        raise SystemExit(f"speed.py: {exc.args[0]}; --others \"\" times no other model") from None
     rows = []
     for path in paths:
         img = np.asarray(Image.open(path).convert("RGB"))
