@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -215,25 +216,38 @@ class TwoWay:
         for layer, split in self.stages:
             if split is None:
                 x = layer(x)
-            elif parallel:
-                other = _pool().submit(_in_inference, split.part, 1, x)
-                first = split.part(0, x)
-                x = split.join([first, other.result()])
             else:
-                x = split.join([split.part(0, x), split.part(1, x)])
+                x = split.join(_both(lambda i: split.part(i, x), parallel))
         return x
+
+
+def _both(part, parallel: bool) -> list:
+    """[part(0), part(1)]: part 1 on the worker thread meanwhile when
+    ``parallel``, else one after the other."""
+    if not parallel:
+        return [part(0), part(1)]
+    other = _pool().submit(_in_inference, part, 1)
+    first = part(0)
+    return [first, other.result()]
+
+
+@contextmanager
+def _single_threaded():
+    """torch single-threaded inside; yields the caller's thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(threads)
 
 
 def run_two_way(tw: TwoWay, x):
     """``tw(x)`` with every convolution single-threaded -- the result does
     not depend on the thread count -- using a second thread when the caller
     allows two or more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with _single_threaded() as threads:
         return tw(x, parallel=threads >= 2)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _in_inference(fn, *args):
@@ -251,19 +265,12 @@ def run_rows(fn, x: torch.Tensor, cut: int, margin: int, scale: int = 1) -> torc
     ``x``, ``cut`` and ``margin`` only, never on the thread count. A cut at
     either end runs ``fn`` once on the whole."""
     height = x.shape[2]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+
+    def part(i: int):
+        a, b = (0, min(cut + margin, height)) if i == 0 else (max(cut - margin, 0), height)
+        y = fn(x[:, :, a:b].contiguous(memory_format=torch.channels_last))
+        return y[:, :, :scale * (cut - a)] if i == 0 else y[:, :, scale * (cut - a):]
+    with _single_threaded() as threads:
         if cut <= 0 or cut >= height:
             return fn(x)
-        def part(i: int):
-            a, b = (0, min(cut + margin, height)) if i == 0 else (max(cut - margin, 0), height)
-            y = fn(x[:, :, a:b].contiguous(memory_format=torch.channels_last))
-            return y[:, :, :scale * (cut - a)] if i == 0 else y[:, :, scale * (cut - a):]
-        if threads >= 2:
-            other = _pool().submit(_in_inference, part, 1)
-            top = part(0)
-            return torch.cat([top, other.result()], 2)
-        return torch.cat([part(0), part(1)], 2)
-    finally:
-        torch.set_num_threads(threads)
+        return torch.cat(_both(part, threads >= 2), 2)
