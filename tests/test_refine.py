@@ -4,7 +4,7 @@ import torch
 
 import codec
 from codec import pipeline, tiling
-from codec.refine import objective, refine
+from codec.refine import LR, objective, refine, step_size
 from codec.tiling import _to_tensor
 
 
@@ -26,6 +26,16 @@ def test_refinement_never_raises_the_objective_and_decodes_exactly(tiny_model, p
     assert _objective(lm.net, rgb, y1.clone(), 5.0) <= _objective(lm.net, rgb, y0.clone(), 5.0)
     res = codec.encode(photo, quality=5, model=tiny_model, effort=3)
     assert np.array_equal(codec.decode(res.data, model=tiny_model).rgb, res.picture.rgb)
+
+
+def test_step_size_is_fixed_up_to_the_reference_lambda_and_grows_above_it(tiny_model):
+    net = pipeline.load_model(str(tiny_model)).net
+    q = [torch.tensor([v]) for v in torch.linspace(-1.0, float(net.cfg.levels), 12).tolist()]
+    lmbda = [float(net.lmbda(v)[0]) for v in q]
+    steps = [step_size(net, v) for v in q]
+    for lm_, st in zip(lmbda, steps):
+        assert st == LR if lm_ <= 0.013 else st > LR
+    assert steps == sorted(steps) and steps[-1] > LR  # the tiny model's qualities reach past lambda 0.013
 
 
 def test_windowed_refinement_covers_every_latent_position(tiny_model):
