@@ -25,7 +25,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-classical", action="store_true")
     ap.add_argument("--no-models", action="store_true", help="run no aecodec model")
     ap.add_argument("--merge", default="", help="comma-separated results.json files whose codecs to add "
-                                                "(e.g. from runs in parallel processes)")
+                                                "(e.g. from runs in parallel processes; a codec in several "
+                                                "of them gets the points of all)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N images")
     ap.add_argument("--effort", type=int, default=0,
                     help="steps of encoder-side latent refinement for scalar and VQ models (a separate curve)")
@@ -56,12 +57,20 @@ def main(argv=None) -> int:
         [e.id for e in registry.MODELS.values() if e.path.exists()]
     if args.no_models:
         models = []
+    merged = set()  # a codec in two of the merged files: their points are joined (runs split by quality)
     for f in [f for f in args.merge.split(",") if f]:
         other = json.loads(Path(f).read_text())
-        codecs.update(other["codecs"])
         other_per = Path(f).with_name("per_image.json")
-        if other_per.exists():
-            per.update(json.loads(other_per.read_text()))
+        other_per = json.loads(other_per.read_text()) if other_per.exists() else {}
+        for name, curve in other["codecs"].items():
+            if name in merged and "settings" in curve and "settings" in codecs[name]:
+                codecs[name], per[name] = run.join_curves(codecs[name], curve, per.get(name, []),
+                                                          other_per.get(name, []))
+            else:
+                codecs[name] = curve
+                if name in other_per:
+                    per[name] = other_per[name]
+            merged.add(name)
     qs = [float(q) for q in args.qualities.split(",") if q] or None
     if models:
         res, p = run.run_aecodec(images, models, qs, log, args.effort)

@@ -34,9 +34,12 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(_ms(ta, tb, data_range=255.0))
 
 
+CURVE_KEYS = ("bpp", "psnr", "ms_ssim", "enc_s", "dec_s")
+
+
 def _measure(images, settings, encode, decode, check=None):
     """-> per-setting means and per-image records."""
-    curve = {k: [] for k in ("bpp", "psnr", "ms_ssim", "enc_s", "dec_s")}
+    curve = {k: [] for k in CURVE_KEYS}
     per_image = []
     for s in settings:
         rows = []
@@ -60,6 +63,24 @@ def _measure(images, settings, encode, decode, check=None):
     curve = {k: [v[i] for i in order] for k, v in curve.items()}
     curve["settings"] = [settings[i] for i in order]
     return curve, [per_image[i] for i in order]
+
+
+def join_curves(a: dict, b: dict, per_a: list, per_b: list) -> tuple[dict, list]:
+    """One codec's curve from two runs at other settings (parallel processes
+    over the qualities): every point of both, ``b``'s where a setting is in
+    both, in rate order, with each run's per-image records."""
+    points = {}
+    for c, per in ((a, per_a), (b, per_b)):
+        per = per or [None] * len(c["settings"])
+        points |= {s: ({k: c[k][i] for k in CURVE_KEYS}, per[i]) for i, s in enumerate(c["settings"])}
+    order = sorted(points, key=lambda s: points[s][0]["bpp"])
+    curve = {**a, **b, **{k: [points[s][0][k] for s in order] for k in CURVE_KEYS}, "settings": order}
+    if "exact_decode" in a or "exact_decode" in b:
+        curve["exact_decode"] = a.get("exact_decode", True) and b.get("exact_decode", True)
+    if a.get("note") != b.get("note"):
+        curve["note"] = f"{a.get('note')}; {b.get('note')}"
+    per = [points[s][1] for s in order]
+    return curve, (per if None not in per else [])
 
 
 def run_classical(images, only=None, log=print):

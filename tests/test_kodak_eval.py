@@ -32,6 +32,26 @@ def test_eval_writes_results_plot_and_table(tmp_path, tiny_model, photo):
     assert (out / "rd.png").stat().st_size > 0 and "BD-rate" in (out / "results.md").read_text()
 
 
+def test_merge_joins_one_codec_run_at_other_qualities_in_parallel(tmp_path, tiny_model, photo):
+    from kodak_eval.__main__ import main
+    data = tmp_path / "imgs"
+    data.mkdir()
+    Image.fromarray(photo).save(data / "a.png")
+    for part, qs in (("lo", "2"), ("hi", "6,4")):
+        assert main(["--data", str(data), "--out", str(tmp_path / part), "--no-classical",
+                     "--models", str(tiny_model), "--qualities", qs, "--published", "none"]) == 0
+    out = tmp_path / "both"
+    assert main(["--data", str(data), "--out", str(out), "--no-classical", "--no-models", "--published", "none",
+                 "--merge", f"{tmp_path / 'hi' / 'results.json'},{tmp_path / 'lo' / 'results.json'}"]) == 0
+    parts = [json.loads((tmp_path / p / "results.json").read_text())["codecs"]["aecodec tiny-test"]
+             for p in ("lo", "hi")]
+    curve = json.loads((out / "results.json").read_text())["codecs"]["aecodec tiny-test"]
+    assert curve["settings"] == [2.0, 4.0, 6.0] and curve["bpp"] == sorted(parts[0]["bpp"] + parts[1]["bpp"])
+    assert curve["psnr"][0] == parts[0]["psnr"][0] and curve["exact_decode"] is True
+    per = json.loads((out / "per_image.json").read_text())["aecodec tiny-test"]
+    assert [p["setting"] for p in per] == [2.0, 4.0, 6.0]
+
+
 def test_aecodec_eval_runs_on_a_folder(tiny_model, photo, tmp_path):
     from click.testing import CliRunner
     from PIL import Image
