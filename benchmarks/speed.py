@@ -1,7 +1,7 @@
 """Encode/decode speed: aecodec's shipped models vs CompressAI's reference
 implementation of the same architecture and Pillow's JPEG / WebP / AVIF.
 
-    python benchmarks/speed.py [--model ID|PATH] [--images A.png,B.png] [--repeat 5]
+    python benchmarks/speed.py [--model ID|PATH] [--images A.png,B.png] [--repeat 5] [--markdown]
 
 For the scalar models (the default, and binary-hp on its weights), decode
 time is split into entropy decoding (constriction: z and y streams) and
@@ -157,6 +157,7 @@ def main() -> None:
     ap.add_argument("--throughput", type=int, default=8,
                     help="images of Kodak for the batch-compress throughput rows (0: skip)")
     ap.add_argument("--json", default=str(ROOT / "benchmarks/results/speed.json"))
+    ap.add_argument("--markdown", action="store_true", help="also print the rows as the README's Markdown table")
     a = ap.parse_args()
     lm = pipeline.load_model(a.model)
     paths = [Path(p) for p in a.images.split(",") if p] or DEFAULT_IMAGES
@@ -192,6 +193,15 @@ def main() -> None:
         tra = f"{r['transform_decode_s']:.3f}" if "transform_decode_s" in r else ""
         print(f"{r['codec'][:58]:58} {r['image'][:14]:14} {r['threads']:>3} {r['encode_mp_s']:>9.3f} "
               f"{r['decode_mp_s']:>9.3f} {r['decode_s']:>7.3f} {ent:>9} {tra:>8}")
+    if a.markdown:
+        print("| image | threads | codec | encode MP/s | decode MP/s | decode s (entropy / transforms) |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            parts = (f" ({r['entropy_decode_s']:.3f} / {r['transform_decode_s']:.3f})"
+                     if "entropy_decode_s" in r else "")
+            print(f"| {r['image']} ({r['megapixels']:.3f} MP) | {r['threads']} | "
+                  f"{r['codec'].removesuffix(' reference')} | {r['encode_mp_s']:.3f} | {r['decode_mp_s']:.3f} | "
+                  f"{r['decode_s']:.3f}{parts} |")
     for r in rows:
         if "synthesis_channels_split_s" in r:
             print(f"{r['codec']} on {r['image']}, {r['threads']} thread(s): synthesis {r['synthesis_s']:.3f} s cut "
