@@ -238,11 +238,16 @@ class HyperpriorCodec(TransformCodec):
                 "z": g(self.log_zgain), "z_inv": g(self.log_zinv_gain)}
 
     # --------------------------------------------------------------- training
-    def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict:
+    def forward(self, x: torch.Tensor, quality: torch.Tensor, post: bool = False) -> dict:
+        """``post``: the picture passes the post-filter too, as the decoder's
+        does (training it with the codec, ``aecodec train --post``); without
+        it, g_s's output (what the anomaly features and the heads were made on)."""
         g = self.gains(quality)
         y = self.g_a(x) * g["y"]                                  # (B, M, H/16, W/16)
         out = self.latent(y, g["z"], g["z_inv"])
         out["x_hat"] = self.g_s(out["y_hat"] * g["y_inv"])        # (B, 3, H, W)
+        if post:
+            out["x_hat"] = self.post(out["x_hat"], quality)
         return out
 
     def aux_loss(self) -> torch.Tensor:

@@ -6,7 +6,9 @@
 # (lr:minutes, each resuming the last), then write to $OUT: weights.safetensors
 # (fp16), compact/ (resumable, files < 16 MiB), log.csv, train_speed.json.
 # Every phase runs under its own timeout and a failed phase still leaves the
-# newest checkpoint to export. With CONTEXT_MINUTES, the context model
+# newest checkpoint to export. POST=1 (the default) trains the post-filter
+# with the transforms (`train --post`): the start's filter, kept, instead of
+# dropped and retrained on the CPU for hours afterwards. With CONTEXT_MINUTES, the context model
 # (codec/context.py) is then trained for the new weights on the same pack
 # (rate only, transforms fixed; CONTEXT_STEPS: set it to what fits, the lr
 # decays at 70 % and 90 % of it; CONTEXT_BATCH; CONTEXT_CROPS per image) and its
@@ -51,6 +53,8 @@ rm -rf "$RUN"
 mkdir -p "$OUT"
 timeout 120 $PY benchmarks/train_speed.py --cuda-only --json "$OUT/train_speed.json" || echo "train_speed failed"
 args=()
+post=()
+[ "${POST:-1}" = 1 ] && post=(--post)
 if [ -f carry/compact/state.json ]; then
   mkdir -p "$RUN" && cp -r carry/compact "$RUN/" && args=(--resume)
 elif [ -f carry/init.safetensors ]; then
@@ -63,7 +67,7 @@ for phase in $PHASES; do
   echo "phase lr $lr for $minutes min"
   timeout "$limit" $PY -m cli.main train --pack carry/pack.safetensors "${args[@]}" --device "$DEVICE" \
     --crop "$CROP" --batch "$BATCH" --lr "$lr" --warmup "${WARMUP:-500}" --minutes "$minutes" --out "$RUN" --ckpt-every 60 \
-    --val-every 1000 --no-progress --N "${N:-96}" --M "${M:-160}" ${EXTRA:-} || echo "phase $phase failed"
+    --val-every 1000 --no-progress --N "${N:-96}" --M "${M:-160}" "${post[@]}" ${EXTRA:-} || echo "phase $phase failed"
   args=(--resume)
 done
 ckpt=$(ls "$RUN"/ckpt-*.pt 2>/dev/null | tail -1)

@@ -238,6 +238,12 @@ def main() -> None:
                      f"to the picture; trained on its own with the codec fixed (`aecodec train-post`, "
                      f"codec/training/post.py): "
                      + "; then, continued from those weights (`--init`): ".join(map(run_line, runs)))
+    if meta.get("post_with_codec") and lm.net.has_post:
+        pf = lm.net.post
+        lines.append(f"- post-filter (codec/post.py): {pf.layers + 2} 3x3 convolutions of width {pf.width} at half "
+                     f"resolution on g_s's output, trained with the transforms in the run above, end to end "
+                     f"(`aecodec train --post`: the distortion is the filtered picture's)"
+                     + (f", from the filter of {meta['init_from']}" if meta.get("init_from") else ""))
     for dm in meta.get("decoder", []) if lm.net.has_post else []:
         fig = ", ".join(f"{k} {v:+.3f} dB" for k, v in dm.get("validation_psnr_gain_db", {}).items())
         lines.append(f"- then g_s and the post-filter fine-tuned together at fixed latents (the encoder, entropy "

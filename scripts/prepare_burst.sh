@@ -27,7 +27,8 @@ if [ -n "${RESUME:-}" ] && [ "$ckpt" = "$RUN/compact" ]; then
 elif [ -n "$ckpt" ]; then
   .venv/bin/aecodec export "$ckpt" -o carry/init.safetensors --id burst-init -f
 else  # no run here (a fresh machine): fine-tune the shipped weights (training drops their
-  # context model and integer h_s, which are rebuilt after the burst)
+  # context model and integer h_s, which are rebuilt after the burst; the post-filter trains on with
+  # the transforms, POST=1 in gpu_burst.sh)
   cp codec/weights/hyperprior-vr.safetensors carry/init.safetensors
 fi
 du -sh carry carry/*

@@ -343,3 +343,52 @@ def test_training_from_weights_keeps_the_files_model_settings(folder, tmp_path):
     r = CliRunner().invoke(main, ["train", str(folder), "--out", str(tmp_path / "run3"), "--init",
                                   str(tmp_path / "junk.safetensors"), "--steps", "1"])
     assert r.exit_code != 0 and "--init" in r.output and "Traceback" not in r.output
+
+
+def test_post_trains_the_files_filter_with_the_codec(folder, tmp_path, post_model):
+    """train --post from a file with a post-filter: the filter is kept (not
+    dropped as stale), its distortion is the filtered picture's, its weights
+    move with the transforms', a resumed run goes on bit for bit, and the
+    exported file has the trained filter."""
+    from dataclasses import replace
+
+    from codec import weights
+    start = weights.load(post_model)
+    assert start.net.has_post
+    tc = replace(cfg(folder, tmp_path / "p", 2), init=str(post_model), post=True, model=start.config)
+    first = checkpoint.load(train(tc, log=lambda *_: None))
+    post_keys = [k for k in first["model"] if k.startswith(weights.POST_PREFIX)]
+    assert post_keys == [k for k in start.net.state_dict() if k.startswith(weights.POST_PREFIX)]
+    assert any(not torch.equal(first["model"][k], start.net.state_dict()[k]) for k in post_keys)
+    last = post_keys[-2]  # the last convolution's weight: random in the file, zero in a new filter
+    assert (first["model"][last] - start.net.state_dict()[last]).abs().max() < 0.01 < \
+        start.net.state_dict()[last].abs().max()
+    straight = checkpoint.load(train(replace(tc, out=str(tmp_path / "s"), steps=4), log=lambda *_: None))
+    resumed = checkpoint.load(train(replace(tc, steps=4), resume=True, log=lambda *_: None))
+    for k, v in straight["model"].items():
+        assert torch.equal(v, resumed["model"][k]), k
+    from codec.training.export import export
+    meta = export(checkpoint.latest(tmp_path / "p"), tmp_path / "w.safetensors", "tiny-post")
+    out = weights.load(tmp_path / "w.safetensors")
+    assert meta["post_with_codec"] and out.net.has_post
+    assert torch.equal(out.net.post.body[-1].weight, resumed["model"]["post.body.%d.weight" % (len(out.net.post.body) - 1)].half().float())
+    # without --post the same start trains without the filter (it was made for the old transforms)
+    plain = checkpoint.load(train(replace(tc, out=str(tmp_path / "n"), post=False, steps=1), log=lambda *_: None))
+    assert not any(k.startswith(weights.POST_PREFIX) for k in plain["model"])
+
+
+def test_post_forward_filters_the_picture_only_when_asked(post_model):
+    from codec import weights
+    net = weights.load(post_model).net
+    x, q = torch.rand(1, 3, 64, 64), torch.tensor([4.0])
+    with torch.no_grad():
+        plain, filtered = net(x, q)["x_hat"], net(x, q, post=True)["x_hat"]
+    assert torch.equal(filtered, net.post(plain, q)) and not torch.equal(plain, filtered)
+
+
+def test_post_is_refused_for_models_without_a_scalar_filter(folder, tmp_path):
+    from dataclasses import replace
+    tc = replace(cfg(folder, tmp_path / "v", 1), post=True,
+                 model=ModelConfig(arch="vq", N=8, M=12, vq_dim=4, codebook=16, lambdas=(0.002, 0.01)))
+    with pytest.raises(ValueError, match="post-filter trains with scalar models"):
+        train(tc, log=lambda *_: None)

@@ -41,6 +41,8 @@ def export(ckpt_path, out_path, model_id: str, hardware: str = "") -> dict:
             "train_hours": wall, "hardware": hardware, "checkpoint": ckpt_path.name}
     if tc.get("freeze"):
         meta["frozen"] = list(tc["freeze"])
+    if tc.get("post"):  # the post-filter trained with the transforms, not on its own after them
+        meta["post_with_codec"] = True
     if tc.get("vq_soft_rate"):
         meta["vq_soft_rate"] = tc["vq_soft_rate"]
     if tc.get("init"):  # where the run started, and how that start was made (if its file says)

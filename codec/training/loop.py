@@ -11,6 +11,7 @@ newest one exactly (model, optimizers, step, data generator, torch RNG).
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import signal
 import time
@@ -51,6 +52,7 @@ class TrainConfig:
     init: str = ""                   # start from these weights (.safetensors) when not resuming
     freeze: tuple = ()               # parameter-name prefixes kept fixed (e.g. g_a, vq: fine-tune g_s alone)
     vq_soft_rate: float = 0.0        # VQ: tau of the soft assignment that gives the rate a gradient (models.VQCodec)
+    post: bool = False               # train the post-filter with the codec (the --init file's, or a new one)
     progress: bool = True
 
     def to_dict(self) -> dict:
@@ -92,14 +94,15 @@ def lr_at(tc: TrainConfig, step: int) -> float:
 
 
 @torch.no_grad()
-def validate(model, crops, qualities=(1, 4, 8)) -> dict:
-    """Rounded-latent forward pass on fixed crops: mean bpp and PSNR per quality."""
+def validate(model, crops, qualities=(1, 4, 8), post: bool = False) -> dict:
+    """Rounded-latent forward pass on fixed crops: mean bpp and PSNR per
+    quality (``post``: of the post-filtered picture)."""
     model.eval()
     res = {}
     for q in qualities:
         bpp = psnr = 0.0
         for x in crops:
-            out = model(x, torch.tensor([float(q)]))
+            out = model(x, torch.tensor([float(q)]), **_post_kw(post))
             bpp += float(bits_per_pixel(out["likelihoods"], x.shape[-1] * x.shape[-2]))
             mse = float((out["x_hat"].clamp(0, 1) - x).pow(2).mean())
             psnr += -10 * torch.log10(torch.tensor(mse)).item()
@@ -123,15 +126,21 @@ def _optimizers(model, tc):
     return torch.optim.Adam(main, lr=tc.lr, **fused), aux_opt
 
 
-def train_step(model, fwd, opt, aux_opt, x, q, clip: float):
+def _post_kw(post: bool) -> dict:
+    """The forward's keyword that runs the post-filter (only scalar models have one to train)."""
+    return {"post": True} if post else {}
+
+
+def train_step(model, fwd, opt, aux_opt, x, q, clip: float, post: bool = False):
     """One optimisation step; ``fwd`` is the model, maybe DDP-wrapped or
     compiled. On CUDA the transforms run in bf16 and the input is made
-    channels-last. -> (losses dict, aux loss)."""
+    channels-last. ``post``: the distortion is the post-filtered picture's.
+    -> (losses dict, aux loss)."""
     cuda = x.device.type == "cuda"
     if cuda:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cuda):
-        out = fwd(x, q)
+        out = fwd(x, q, **_post_kw(post))
     losses = rd_loss(out, x, model.lmbda(q))
     aux = model.aux_loss()  # trains only the quantiles; no RD gradient reaches them
     opt.zero_grad(set_to_none=True)
@@ -198,21 +207,30 @@ def train(tc: TrainConfig, resume: bool = False, log=print) -> Path:
         if not hasattr(model, "soft_rate"):
             raise ValueError("--vq-soft-rate is for the vq architecture")
         model.soft_rate = tc.vq_soft_rate
-    if tc.init and not resume:
-        from ..weights import load as load_weights, trainable_state
-        load_state(model, trainable_state(load_weights(tc.init).net.state_dict()))
+    if tc.post and "post" not in inspect.signature(model.forward).parameters:
+        raise ValueError(f"--post: the post-filter trains with scalar models, not {tc.model.arch}")
+    step = 0
+    last = checkpoint.latest(out) if resume else None
+    st = checkpoint.load(last) if last is not None else None
+    if st is not None:  # the model first: a post-filter's depth comes with its tensors, before the optimizer
+        if ModelConfig.from_json(st["model_config"]) != tc.model:
+            raise ValueError(f"checkpoint {last} was made for another model: {st['model_config']}")
+        load_state(model, st["model"])
+    elif tc.init and not resume:
+        from ..weights import POST_PREFIX, load as load_weights, trainable_state
+        state = load_weights(tc.init).net.state_dict()
+        kept = trainable_state(state)
+        if tc.post:  # the file's filter trains on with the transforms
+            kept.update({k: v for k, v in state.items() if k.startswith(POST_PREFIX)})
+        load_state(model, kept)
+    if tc.post:  # the file's (or the checkpoint's) filter, or a new one that starts as the identity
+        model.post.enable()
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest kernels once
     opt, aux_opt = _optimizers(model, tc)
-    step = 0
-    last = checkpoint.latest(out) if resume else None
-    if last is not None:
-        st = checkpoint.load(last)
-        if ModelConfig.from_json(st["model_config"]) != tc.model:
-            raise ValueError(f"checkpoint {last} was made for another model: {st['model_config']}")
-        load_state(model, st["model"])
+    if st is not None:
         opt.load_state_dict(st["opt"])
         if aux_opt is not None:
             aux_opt.load_state_dict(st["aux_opt"])
@@ -274,9 +292,9 @@ def train(tc: TrainConfig, resume: bool = False, log=print) -> Path:
                 group["lr"] = lr_at(tc, step)
             x = sampler.sample(tc.batch, gen).to(device, non_blocking=True)
             q = torch.randint(1, levels + 1, (tc.batch,), generator=gen).float().to(device)
-            losses, aux = train_step(model, fwd, opt, aux_opt, x, q, tc.clip)
+            losses, aux = train_step(model, fwd, opt, aux_opt, x, q, tc.clip, tc.post)
             step += 1
-            val_res = validate(model, val) if val and step % tc.val_every == 0 else None
+            val_res = validate(model, val, post=tc.post) if val and step % tc.val_every == 0 else None
             if writer and (step % 20 == 0 or val_res):
                 writer.writerow([step, round(time.monotonic() - t0, 1), lr_at(tc, step),
                                  round(losses["loss"].item(), 4), round(losses["bpp"].item(), 4),
