@@ -96,8 +96,11 @@ def part_hashes(tensors: dict, config_json: str) -> dict:
 DERIVED_PREFIXES = (CONTEXT_PREFIX, "latent.hs_int.", POST_PREFIX)
 
 
-def trainable_state(state: dict) -> dict:
-    return {k: v for k, v in state.items() if not k.startswith(DERIVED_PREFIXES)}
+def trainable_state(state: dict, post: bool = False) -> dict:
+    """``state`` without its derived tensors (``post``: the post-filter kept,
+    to train on with the transforms: ``aecodec train --post``)."""
+    drop = tuple(p for p in DERIVED_PREFIXES if not (post and p == POST_PREFIX))
+    return {k: v for k, v in state.items() if not k.startswith(drop)}
 
 
 def save(model: torch.nn.Module, path, model_id: str, meta: dict | None = None) -> Path:

@@ -217,12 +217,8 @@ def train(tc: TrainConfig, resume: bool = False, log=print) -> Path:
             raise ValueError(f"checkpoint {last} was made for another model: {st['model_config']}")
         load_state(model, st["model"])
     elif tc.init and not resume:
-        from ..weights import POST_PREFIX, load as load_weights, trainable_state
-        state = load_weights(tc.init).net.state_dict()
-        kept = trainable_state(state)
-        if tc.post:  # the file's filter trains on with the transforms
-            kept.update({k: v for k, v in state.items() if k.startswith(POST_PREFIX)})
-        load_state(model, kept)
+        from ..weights import load as load_weights, trainable_state
+        load_state(model, trainable_state(load_weights(tc.init).net.state_dict(), post=tc.post))
     if tc.post:  # the file's (or the checkpoint's) filter, or a new one that starts as the identity
         model.post.enable()
     model = model.to(device)
