@@ -527,10 +527,11 @@ def export(checkpoint, out, model_id, hardware, force):
 @click.option("--pack", default="", help="Train on a crop pack (aecodec pack) instead of DATA folders.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--batch", type=int, default=16, show_default=True)
+@click.option("--init", is_flag=True, help="Start from --weights' own context model (continue its training).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing -o file.")
 @guarded
 def train_context(data, weights_path, out, output, steps, decay_at, lr, crop, crops_per_image, minutes, threads,
-                  resume, install_only, pack, device, batch, force):
+                  resume, install_only, pack, device, batch, init, force):
     """Train a scalar model's context model on the rate alone (transforms fixed) and install it."""
     import torch
 
@@ -547,7 +548,7 @@ def train_context(data, weights_path, out, output, steps, decay_at, lr, crop, cr
     decay = tuple(int(s) for s in decay_at.split(",")) if decay_at else None
     report = run(weights_path, data, out, steps, decay, lr, minutes, resume, output, install_only,
                  log=lambda msg: click.echo(msg, err=True), crop=crop, crops_per_image=crops_per_image,
-                 pack=pack, device=device, batch=batch)
+                 pack=pack, device=device, batch=batch, init=init)
     click.echo(json.dumps(report))
 
 

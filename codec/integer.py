@@ -19,6 +19,17 @@ later convolution runs on integers:
 * the output is ``acc * scale[k] + bias`` (two IEEE-rounded float32 operations,
   the same everywhere), then the activation function.
 
+The context model's network (``IntegerNet``) quantizes its input too and
+may hold *wide* layers. A layer with many inputs (over ``WIDE_TAPS``; the
+context model's first, 3 x 3 over ~480 channels) would get only a few levels
+per weight under one 2^24 budget per output (most of its small weights would
+round to zero), so a wide layer has the budget per group of ``GROUP`` input
+channels instead: each group's sums are integers below 2^24, exact in
+float32 in any order, and the groups' sums are added in float64 (integers
+below 2^53: exact too). Whether a layer is wide is read off its weights
+(some output's ``sum |weight| * ACT_MAX`` reaches 2^24), so a layer built
+under the single budget computes exactly as before.
+
 Against float64 h_s the default model's rate grows by 0.01-0.09 %
 (scripts/integerize.py prints it) and h_s runs about twice as fast.
 
@@ -41,6 +52,10 @@ from torch import nn
 ACT_MAX = 1023
 #: every partial sum of an integer convolution stays below this (float32 is exact up to 2^24)
 EXACT = 2 ** 24
+#: input channels per group of a wide layer (each group's sums below 2^24, the groups added in float64)
+GROUP = 64
+#: IntegerNet builds a layer with more inputs per output than this wide
+WIDE_TAPS = 1024
 
 
 def _conv(layer: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -70,22 +85,51 @@ def check_structure(h_s: nn.Sequential) -> list[nn.Module]:
     return convs
 
 
-def quantize_layer(conv: nn.Module, weight: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_layer(conv: nn.Module, weight: torch.Tensor, act: torch.Tensor,
+                   wide: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Integer weights and per-output scales of one layer whose input is
     quantized with per-channel steps ``act``: ``sum |weight| * ACT_MAX`` stays
-    below 2^24 for every output, so the layer's sums are exact in float32.
+    below 2^24 for every output, so the layer's sums are exact in float32;
+    ``wide``: below 2^24 over each group of ``GROUP`` input channels instead.
     -> (int16 weights, float32 scales)."""
     w = weight.detach().double()
     out = _out_dim(conv)
     w = w * _per_channel(act.double(), 1 - out)       # fold the input scale in
-    sums = tuple(d for d in range(4) if d != out)
-    l1 = w.abs().sum(dim=sums)
+    w = w.transpose(0, 1) if out else w               # outputs first
+    groups = _groups(w.shape[1]) if wide else [slice(None)]
     budget = (EXACT - 1) // ACT_MAX
-    taps = w.numel() // w.shape[out]
-    scale = (l1 / (budget - taps)).clamp_min(1e-30).float()
-    wq = torch.round(w / _per_channel(scale.double(), out))
-    assert ((wq.abs().sum(dim=sums) * ACT_MAX) < EXACT).all() and budget < 2 ** 15
+    scale = torch.stack([w[:, g].abs().sum(dim=(1, 2, 3)) / (budget - w[0, g].numel())
+                         for g in groups]).amax(0).clamp_min(1e-30).float()
+    wq = torch.round(w / scale.double().view(-1, 1, 1, 1))
+    assert all((wq[:, g].abs().sum(dim=(1, 2, 3)) * ACT_MAX < EXACT).all() for g in groups) and budget < 2 ** 15
+    wq = wq.transpose(0, 1) if out else wq
     return wq.to(torch.int16), scale                  # |w| <= the budget < 2^15
+
+
+def _groups(channels: int) -> list[slice]:
+    """A wide layer's groups of input channels."""
+    return [slice(g, min(g + GROUP, channels)) for g in range(0, channels, GROUP)]
+
+
+def is_wide(weight: torch.Tensor) -> bool:
+    """Does some output's sum over all of this integer layer's inputs reach
+    2^24 (a wide layer, summed group by group), or are all its sums exact in
+    float32 at once? (A convolution's weight: outputs along dim 0.)"""
+    return bool((weight.abs().sum(dim=(1, 2, 3), dtype=torch.int64) * ACT_MAX >= EXACT).any())
+
+
+def grouped_conv(conv: nn.Module, a: torch.Tensor, weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """A wide layer's integer sums over its inputs ``ids`` (indexes into the
+    layer's input channels; ``a`` holds those inputs, ``weight`` is the whole
+    layer's): a float32 convolution per group of ``GROUP`` channels, the
+    groups' sums added in float64."""
+    group = ids // GROUP
+    acc = None
+    for g in group.unique().tolist():
+        sel = torch.nonzero(group == g)[:, 0]
+        part = _conv(conv, a[:, sel], weight[:, ids[sel]]).double()
+        acc = part if acc is None else acc + part
+    return acc
 
 
 def act_steps(peak: torch.Tensor, margin: float) -> torch.Tensor:
@@ -94,11 +138,18 @@ def act_steps(peak: torch.Tensor, margin: float) -> torch.Tensor:
 
 
 def integer_layer(conv: nn.Module, a: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor,
-                  bias: torch.Tensor) -> torch.Tensor:
+                  bias: torch.Tensor, wide: bool = False) -> torch.Tensor:
     """One integer layer: quantized activations ``a`` (float32 holding
-    integers) -> ``acc * scale + bias`` (float32; the same on every platform)."""
-    acc = _conv(conv, a, weight)
-    return acc * scale.view(1, -1, 1, 1) + bias.float().view(1, -1, 1, 1)
+    integers) -> ``acc * scale + bias`` (float32; the same on every platform;
+    float64 for a ``wide`` layer)."""
+    acc = grouped_conv(conv, a, weight, torch.arange(a.shape[1])) if wide else _conv(conv, a, weight)
+    return affine(acc, scale, bias)
+
+
+def affine(acc: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``acc * scale + bias`` per output channel: two IEEE-rounded operations,
+    float32 for a layer's sums in float32 (as ever), float64 for a wide layer's."""
+    return acc * scale.to(acc.dtype).view(1, -1, 1, 1) + bias.to(acc.dtype).view(1, -1, 1, 1)
 
 
 def quantize_input(x: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
@@ -118,6 +169,7 @@ class IntegerBuffers(nn.Module):
     def __init__(self, layers: range) -> None:
         super().__init__()
         self._float = {}  # float32 copies of the integer weights, for the convolutions
+        self._wide = {}   # layer -> is it wide (read off its weights)
         for k in layers:
             for name in self.NAMES:
                 self.register_buffer(f"{name}{k}", torch.empty(0))
@@ -128,12 +180,14 @@ class IntegerBuffers(nn.Module):
 
     def clear(self) -> None:
         self._float.clear()
+        self._wide.clear()
         for name in self._buffers:
             self._buffers[name] = torch.empty(0)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
         self._float.clear()
+        self._wide.clear()
         for name in list(self._buffers):
             t = state_dict.get(prefix + name)
             self._buffers[name] = torch.empty(0) if t is None else t.detach().clone()
@@ -183,6 +237,7 @@ class IntegerHyperSynthesis(IntegerBuffers):
         convs = check_structure(h_s)
         peak = _peaks(list(h_s), inputs)
         self._float.clear()
+        self._wide.clear()
         for k in range(1, len(convs)):
             act = act_steps(peak[k], margin)
             wq, scale = quantize_layer(convs[k], convs[k].weight, act)
@@ -216,16 +271,31 @@ class IntegerNet(IntegerBuffers):
         super().__init__(range(layers))
         self.layers = layers
 
+    def wide(self, k: int) -> bool:
+        """Is layer k a wide one (integer.py)?"""
+        if k not in self._wide:
+            self._wide[k] = is_wide(getattr(self, f"weight{k}"))
+        return self._wide[k]
+
     @torch.no_grad()
-    def build(self, net: nn.Sequential, inputs: list[torch.Tensor], margin: float = 1.0) -> None:
+    def build(self, net: nn.Sequential, inputs: list[torch.Tensor], margin: float = 1.0,
+              wide_taps: int | None = WIDE_TAPS) -> None:
+        """Quantize ``net`` (convolutions, not transposed): a layer with more
+        than ``wide_taps`` inputs per output is built wide (a float32 budget
+        per group of ``GROUP`` input channels), the others under one budget
+        per output (None: every layer, as context models before wide layers)."""
         convs = check_structure(net)
         if len(convs) != self.layers:
             raise ValueError(f"integer net has {self.layers} layers, the float one {len(convs)}")
+        if any(isinstance(c, nn.ConvTranspose2d) for c in convs):
+            raise ValueError("IntegerNet takes convolutions, not transposed ones")
         peak = _peaks(list(net), inputs)
         self._float.clear()
+        self._wide.clear()
         for k, conv in enumerate(convs):
             act = act_steps(peak[k], margin)
-            wq, scale = quantize_layer(conv, conv.weight, act)
+            wide = wide_taps is not None and conv.weight[0].numel() > wide_taps
+            wq, scale = quantize_layer(conv, conv.weight, act, wide)
             setattr(self, f"act{k}", act)
             setattr(self, f"weight{k}", wq)
             setattr(self, f"scale{k}", scale)
@@ -239,10 +309,14 @@ class IntegerNet(IntegerBuffers):
 
     def first_sum(self, x64: torch.Tensor, conv: nn.Module, channels=slice(None)) -> torch.Tensor:
         """The first layer's integer sums over the input ``channels`` only (a
-        slice or an index tensor; float32 holding integers). Sums over disjoint
-        channel sets add up exactly to the whole layer's: every partial sum
-        stays below 2^24 (and channels whose input is all zero add nothing)."""
+        slice or an index tensor; float32 holding integers, float64 for a wide
+        layer). Sums over disjoint channel sets add up exactly to the whole
+        layer's: every partial sum is an integer float32 holds exactly (a wide
+        layer's, group by group, and the groups' in float64), and channels
+        whose input is all zero add nothing."""
         a = quantize_input(x64, self.act0[channels])
+        if self.wide(0):
+            return grouped_conv(conv, a, self._weight(0), torch.arange(self.weight0.shape[1])[channels])
         return _conv(conv, a, self._weight(0)[:, channels])
 
     def after_first(self, acc: torch.Tensor, convs: list[nn.Module], slope: float = 0.01,
@@ -250,11 +324,11 @@ class IntegerNet(IntegerBuffers):
         """The rest of the network from the first layer's integer sums ->
         float64; ``outputs``: only these output channels of the last layer
         (each output's sum is its own, so the others need not be computed)."""
-        x = acc * self.scale0.view(1, -1, 1, 1) + self.bias0.float().view(1, -1, 1, 1)
+        x = affine(acc, self.scale0, self.bias0)
         for k in range(1, self.layers):
             x = F.leaky_relu(x, slope)
             a = quantize_input(x, getattr(self, f"act{k}"))
             rows = outputs if k == self.layers - 1 else slice(None)
             x = integer_layer(convs[k], a, self._weight(k)[rows], getattr(self, f"scale{k}")[rows],
-                              getattr(self, f"bias{k}")[rows])
+                              getattr(self, f"bias{k}")[rows], self.wide(k))
         return x.double()

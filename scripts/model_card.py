@@ -110,6 +110,13 @@ def _hash_line(lm) -> str:
             + "; ".join(f"`{lm.hash_for(c, p).hex()}` for files coded {says(c, p)}" for c, p in combos))
 
 
+def part_run(r: dict, crops: str, decay: float, figures: str) -> str:
+    """One training run of a part added to a fixed codec (context model, post-filter), as the card tells it."""
+    return (f"{r['steps']} steps, batch {r['batch']} of {r['crop']}px crops ({crops}), Adam lr {r['lr']} "
+            f"(x{decay:g} at {', '.join(map(str, r['decay_at']))}), {r.get('train_minutes')} min on "
+            f"{r.get('hardware')}; {figures}")
+
+
 def lineage(meta: dict) -> list:
     """The trainings that made a file, oldest first: those of the files it
     was trained from (``before``, as export records them), then its own."""
@@ -210,28 +217,37 @@ def main() -> None:
                      f"(`scripts/integerize.py`); latent rate on other training images vs float64 h_s: "
                      + ", ".join(f"quality {q} {v:+.3f} %" for q, v in ih["rate_change_percent"].items()))
     if meta.get("context") and lm.net.latent_kind == "scalar":
-        c = meta["context"]
-        fig = ", ".join(f"{k} {v:+.2f} %" for k, v in c.get("validation_y_bits_percent", {}).items())
+        runs = lineage(meta["context"])  # a continued context model (train-context --init) keeps its start's
+
+        def ctx_run(c):
+            fig = ", ".join(f"{k} {v:+.2f} %" for k, v in c.get("validation_y_bits_percent", {}).items())
+            return part_run(c, f"{c['crops_per_image']} per training image, {', '.join(c['data'])}", 0.3,
+                            f"y bits vs the hyperprior alone on the validation crops: {fig}")
+        c = runs[-1]
         lines.append(f"- context model (codec/context.py): y coded in 4 passes (2 channel slices x checkerboard), "
                      f"passes 1-3 under a {c['kernel']}x{c['kernel']} conv network (width {c['hidden']}, integer layers) "
                      f"that corrects the hyperprior's means and scale indexes; trained on the rate alone with the "
-                     f"transforms fixed (`scripts/train_context.py`, codec/training/context.py): {c['steps']} steps, "
-                     f"batch {c['batch']} of {c['crop']}px crops ({c['crops_per_image']} per training image, "
-                     f"{', '.join(c['data'])}), Adam lr {c['lr']} (x0.3 at {', '.join(map(str, c['decay_at']))}), "
-                     f"{c.get('train_minutes')} min on {c.get('hardware')}; y bits vs the hyperprior alone on the "
-                     f"validation crops: {fig}"
+                     f"transforms fixed (`scripts/train_context.py`, codec/training/context.py): "
+                     + "; then, continued from those weights (`--init`): ".join(ctx_run(r) for r in runs)
                      + ("" if all(c.get("passes_on", [1])) else
                         f"; passes switched off (coded under the hyperprior: the network did not save bits there on "
                         f"the validation crops): {', '.join(str(i + 1) for i, v in enumerate(c['passes_on']) if not v)}"))
+    if meta.get("integer_context") and lm.net.latent_kind == "scalar":
+        ic = meta["integer_context"]
+        lines.append(f"- the context model's integer layers rebuilt with a wide first layer (codec/integer.py: its sums "
+                     f"exact in float32 per group of {ic.get('group', 64)} input channels, the groups added in float64, "
+                     f"instead of one float32 budget per output, under which most of its 4,338 weights per output "
+                     f"rounded to a few levels), calibrated on {ic['calibration_crops']} training crops "
+                     f"(`scripts/integerize.py --context`); latent bytes of {ic['measured_on_images']} other training "
+                     f"images coded with the context model, against the earlier integer layers: "
+                     + ", ".join(f"quality {q} {v:+.3f} %" for q, v in ic["latent_bytes_change_percent"].items()))
     if meta.get("post") and lm.net.has_post:
         runs = lineage(meta["post"])  # a continued filter (train-post --init) keeps its start's under "before"
 
         def run_line(pm):
             fig = ", ".join(f"{k} {v:+.3f} dB" for k, v in pm.get("validation_psnr_gain_db", {}).items())
-            return (f"{pm['steps']} steps, batch {pm['batch']} of {pm['crop']}px crops (a bank of {pm['crops']} "
-                    f"crops of {', '.join(pm['data'])} coded through the encoder), Adam lr {pm['lr']} (x0.1 at "
-                    f"{', '.join(map(str, pm['decay_at']))}), {pm.get('train_minutes')} min on {pm.get('hardware')}; "
-                    f"PSNR gain on the validation crops: {fig}")
+            return part_run(pm, f"a bank of {pm['crops']} crops of {', '.join(pm['data'])} coded through the encoder",
+                            0.1, f"PSNR gain on the validation crops: {fig}")
         pm = runs[-1]
         lines.append(f"- post-filter (codec/post.py): {pm['layers'] + 2} 3x3 convolutions of width {pm['width']} at half "
                      f"resolution (space-to-depth) on g_s's output, the quality as an input plane, adding its output "

@@ -29,9 +29,12 @@ def make_tiny_model(path, seed=0, model_id="tiny-test", N=8, M=12):
     return Path(path)
 
 
-def add_tiny_context(net, seed=0, spread=0.3):
+def add_tiny_context(net, seed=0, spread=0.3, wide_taps=None):
     """Give ``net`` a context model with random (not zero) corrections,
-    integer layers calibrated on g_a of random images."""
+    integer layers calibrated on g_a of random images; ``wide_taps``: the
+    layers with more inputs per output than this are wide (integer.py; the
+    tiny model's first layer has 342, the default model's 4,338; its every
+    tap is then random, as a trained first layer's are), None: none."""
     import torch
 
     from codec.training.context import calibration_inputs
@@ -39,20 +42,23 @@ def add_tiny_context(net, seed=0, spread=0.3):
     torch.manual_seed(seed)
     net.context.enable()
     with torch.no_grad():
+        if wide_taps is not None:
+            first = net.context.net[0].weight
+            first.normal_(0, first[0].numel() ** -0.5)
         last = net.context.net[-1]
         last.weight.normal_(0, spread / last.weight.shape[1] ** 0.5)
         last.bias.normal_(0, spread)
         bank = net.g_a(torch.rand(4, 3, 64, 64))
-    net.context.build_integer(calibration_inputs(net, net.context, bank, chunk=4))
+    net.context.build_integer(calibration_inputs(net, net.context, bank, chunk=4), wide_taps=wide_taps)
     return net
 
 
-def make_context_model(path, seed=0, model_id="tiny-context"):
+def make_context_model(path, seed=0, model_id="tiny-context", wide_taps=None, M=12):
     """The tiny model of make_tiny_model plus a random context model."""
     from codec import weights
 
-    lm = weights.load(make_tiny_model(path, seed, model_id))
-    weights.save(add_tiny_context(lm.net, seed), path, model_id)
+    lm = weights.load(make_tiny_model(path, seed, model_id, M=M))
+    weights.save(add_tiny_context(lm.net, seed, wide_taps=wide_taps), path, model_id)
     return Path(path)
 
 
@@ -104,6 +110,14 @@ def post_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def context_model(tmp_path_factory):
     return make_context_model(tmp_path_factory.mktemp("ctx") / "ctx.safetensors")
+
+
+@pytest.fixture(scope="session")
+def wide_context_model(tmp_path_factory):
+    """A context model whose first layer is wide, as the default model's is:
+    M = 96, so its y_hat inputs alone fill two groups (integer.GROUP)."""
+    return make_context_model(tmp_path_factory.mktemp("ctxw") / "ctxw.safetensors", model_id="tiny-context-wide",
+                              wide_taps=200, M=96)
 
 
 @pytest.fixture(scope="session")

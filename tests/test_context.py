@@ -1,5 +1,6 @@
 """The channel and checkerboard context model (codec/context.py)."""
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -8,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import codec
-from codec import container, pipeline, tiling, weights
+from codec import container, integer, pipeline, tiling, weights
 from codec.context import PASSES, SLICES, ContextModel, pass_map
 from codec.training import context as tc, parts
 
@@ -68,9 +69,29 @@ def test_context_changes_the_coding(context_model, tiny_model, photo):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_context_decoding_in_another_process_is_bit_exact(context_model, photo, tmp_path, threads):
-    res = codec.encode(photo, quality=7.5, model=context_model, tile=64)
-    assert decoded_elsewhere(res, context_model, tmp_path, threads)
+@pytest.mark.parametrize("model", ["context_model", "wide_context_model"])
+def test_context_decoding_in_another_process_is_bit_exact(model, photo, tmp_path, threads, request):
+    path = request.getfixturevalue(model)
+    res = codec.encode(photo, quality=7.5, model=path, tile=64)
+    assert decoded_elsewhere(res, path, tmp_path, threads)
+
+
+def test_a_wide_first_layer_codes_closer_to_the_float_network(wide_context_model, photo):
+    """The same float network, its first layer built wide or under one
+    float32 budget: the wide integer corrections are the nearer to the float ones."""
+    wide = weights.load(wide_context_model).net
+    narrow = copy.deepcopy(wide)
+    with torch.no_grad():
+        f = wide.g_a(torch.from_numpy(photo[:64, :64]).permute(2, 0, 1)[None].float() / 255)
+        _, means, t, passes, y_hat = tc.hyper_view(wide, f, torch.tensor([4.0]))
+    x = wide.context.inputs(y_hat.double(), passes, 1, means.double(), t.double())
+    wide.context.build_integer([x])                          # both calibrated on the same input
+    narrow.context.build_integer([x], wide_taps=None)
+    assert wide.context.int.wide(0) and not narrow.context.int.wide(0) and not wide.context.int.wide(1)
+    ref = torch.cat(wide.context(x.float(), 1), 1).double()
+    err = {name: float((torch.cat(net.context.exact(x, 1), 1) - ref).abs().mean())
+           for name, net in (("narrow", narrow), ("wide", wide))}
+    assert err["wide"] < err["narrow"]
 
 
 def test_files_from_before_the_context_model_still_decode(tmp_path, photo):
@@ -288,6 +309,25 @@ def test_train_context_cli_trains_and_installs(tiny_model, tmp_path, image_folde
     assert lm.base_hash == weights.load(tiny_model).weights_hash and lm.meta["context"]["steps"] == 3
     r = CliRunner().invoke(main, args)                         # -o exists: refused without --force
     assert r.exit_code == 1 and "already exists" in r.output
+
+
+def test_train_context_init_continues_the_files_context_model(tiny_model, tmp_path, image_folder):
+    from click.testing import CliRunner
+    from cli.main import main
+    common = [str(image_folder), "--steps", "2", "--crop", "64", "--crops-per-image", "2"]
+    r = CliRunner().invoke(main, ["train-context", *common, "--weights", str(tiny_model), "--init",
+                                  "--out", str(tmp_path / "run0")])
+    assert r.exit_code == 1 and "no context model to continue" in r.output and "Traceback" not in r.output
+    w1, w2 = tmp_path / "first.safetensors", tmp_path / "continued.safetensors"
+    for src, dst, run, extra in ((tiny_model, w1, "run1", ["--lr", "0.05"]), (w1, w2, "run2", ["--lr", "1e-4", "--init"])):
+        r = CliRunner().invoke(main, ["train-context", *common, "--weights", str(src), "--out", str(tmp_path / run),
+                                      "-o", str(dst), *extra])
+        assert r.exit_code == 0, r.output
+    start, cont = weights.load(w1), weights.load(w2)
+    last, start_last = cont.net.context.net[-1].weight, start.net.context.net[-1].weight
+    # a new network's last layer starts at zero; two small steps from the file's stay close to it
+    assert start_last.abs().max() > 0.01 and (last - start_last).abs().max() < start_last.abs().max() / 5
+    assert cont.meta["context"]["steps"] == 2 and cont.meta["context"]["before"] == start.meta["context"]
 
 
 def test_train_context_from_a_pack(tiny_model, tmp_path):

@@ -91,10 +91,12 @@ def test_training_drops_the_integer_layers_and_export_rebuilds_them(tiny_model, 
     assert not torch.equal(again.latent.hs_int.scale2, weights.load(tiny_model).net.latent.hs_int.scale2)
 
 
-def _small_net():
-    torch.manual_seed(1)
-    return torch.nn.Sequential(torch.nn.Conv2d(5, 16, 3, padding=1), torch.nn.LeakyReLU(),
-                               torch.nn.Conv2d(16, 16, 1), torch.nn.LeakyReLU(), torch.nn.Conv2d(16, 4, 1)).eval()
+def _small_net(cin=5, hidden=16, seed=1):
+    """(3 x 3 conv, LeakyReLU, 1 x 1, LeakyReLU, 1 x 1), as the context model's network."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Conv2d(cin, hidden, 3, padding=1), torch.nn.LeakyReLU(),
+                               torch.nn.Conv2d(hidden, hidden, 1), torch.nn.LeakyReLU(),
+                               torch.nn.Conv2d(hidden, 4, 1)).eval()
 
 
 def test_integer_net_quantizes_its_input_too_and_stays_close():
@@ -113,20 +115,24 @@ def test_integer_net_quantizes_its_input_too_and_stays_close():
             assert (got - ref).abs().max() < 0.03 * ref.abs().max()
 
 
-def test_integer_net_gives_the_same_bits_on_any_thread_count():
-    net = _small_net()
-    x = torch.randn(1, 5, 40, 40, dtype=torch.float64) * 4
-    inet = integer.IntegerNet(3)
-    inet.build(net, [x])
+def _same_on_1_and_2_threads(run) -> bool:
     threads = torch.get_num_threads()
     try:
         outs = []
         for n in (1, 2):
             torch.set_num_threads(n)
-            outs.append(inet(x, list(net)[0::2]))
-        assert torch.equal(outs[0], outs[1])
+            outs.append(run())
+        return torch.equal(outs[0], outs[1])
     finally:
         torch.set_num_threads(threads)
+
+
+def test_integer_net_gives_the_same_bits_on_any_thread_count():
+    net = _small_net()
+    x = torch.randn(1, 5, 40, 40, dtype=torch.float64) * 4
+    inet = integer.IntegerNet(3)
+    inet.build(net, [x])
+    assert _same_on_1_and_2_threads(lambda: inet(x, list(net)[0::2]))
 
 
 def test_integer_net_saves_nothing_until_built():
@@ -134,3 +140,53 @@ def test_integer_net_saves_nothing_until_built():
     assert not inet.ready and inet.state_dict() == {}
     inet.load_state_dict({})                                 # a file without it loads
     assert not inet.ready
+
+
+def _wide_net():
+    """A first layer as wide as the context model's: 3 x 3 over 480 channels."""
+    return _small_net(480, 24, seed=2)
+
+
+def test_wide_layers_keep_the_weights_precise_where_one_float32_budget_cannot():
+    net = _wide_net()
+    inputs = [torch.randn(2, 480, 6, 6, dtype=torch.float64) * 4 for _ in range(2)]
+    errors = {}
+    for wide in (False, True):
+        inet = integer.IntegerNet(3)
+        inet.build(net, inputs, wide_taps=integer.WIDE_TAPS if wide else None)
+        w0 = inet.weight0
+        assert w0.dtype == torch.int16 and integer.is_wide(w0) == wide == inet.wide(0)
+        assert not inet.wide(1)                                 # 24 inputs per output: one budget
+        sums = [w0[:, g].abs().sum(dim=(1, 2, 3)).double() * integer.ACT_MAX
+                for g in ([slice(c, c + integer.GROUP) for c in range(0, 480, integer.GROUP)] if wide else [slice(None)])]
+        assert all((s < integer.EXACT).all() for s in sums)     # each group's sums exact in float32
+        with torch.no_grad():
+            x = inputs[0]
+            errors[wide] = float((inet(x, list(net)[0::2]) - copy.deepcopy(net).double()(x)).abs().max())
+    assert errors[True] < errors[False] / 3
+
+
+def test_a_wide_layer_gives_the_same_integers_in_any_order_and_on_any_thread_count():
+    net = _wide_net()
+    x = torch.randn(1, 480, 12, 12, dtype=torch.float64) * 4
+    inet = integer.IntegerNet(3)
+    inet.build(net, [x])
+    conv = list(net)[0]
+    whole = inet.first_sum(x, conv)
+    a = integer.quantize_input(x, inet.act0).double()
+    assert whole.dtype == torch.float64 and torch.equal(whole, F.conv2d(a, inet.weight0.double(), None, 1, 1))
+    assert inet.wide(0)                                      # its sums may pass float32's exact integers
+    # split across groups, as the context model's passes split it
+    picked = torch.tensor([3, 70, 71, 300])
+    rest = torch.tensor([c for c in range(480) if c not in picked.tolist()])
+    parts = inet.first_sum(x[:, picked], conv, picked) + inet.first_sum(x[:, rest], conv, rest)
+    assert torch.equal(parts, whole)
+    assert torch.equal(inet.first_sum(x[:, :200], conv, slice(0, 200)) + inet.first_sum(x[:, 200:], conv, slice(200, None)),
+                       whole)
+    assert _same_on_1_and_2_threads(lambda: inet(x, list(net)[0::2]))
+
+
+def test_integer_net_refuses_transposed_convolutions():
+    net = torch.nn.Sequential(torch.nn.ConvTranspose2d(4, 4, 3), torch.nn.LeakyReLU(), torch.nn.Conv2d(4, 2, 1))
+    with pytest.raises(ValueError, match="transposed"):
+        integer.IntegerNet(2).build(net, [torch.randn(1, 4, 5, 5, dtype=torch.float64)])

@@ -55,6 +55,7 @@ class ContextConfig:
     validate_every: int = 1000
     device: str = "cpu"
     pack: str = ""                   # a crop pack (training/pack.py) instead of the image folders
+    init: bool = False               # start from the weights file's own context model (continue its training)
 
 
 @torch.no_grad()
@@ -189,14 +190,21 @@ def train(net, cc: ContextConfig, resume: bool = False, minutes: float | None = 
     net.eval()
     for prm in net.parameters():
         prm.requires_grad_(False)
-    dev = torch.device(cc.device)
-    net.to(dev)
-    train_bank, val_bank = _banks(net, cc, log)
-    train_bank = train_bank.to(dev)
     with torch.random.fork_rng():  # the same start for the same seed
         torch.manual_seed(cc.seed)
         ctx = ContextModel(net.cfg.M, cc.hidden, cc.kernel)
     ctx.enable()
+    if cc.init:  # checked before the bank is made (minutes)
+        if not net.context.present:
+            raise ValueError("--init: the weights file has no context model to continue")
+        if net.context.net[0].weight.shape != ctx.net[0].weight.shape:
+            raise ValueError(f"--init: the file's context model (width {net.context.net[0].weight.shape[0]}, "
+                             f"kernel {net.context.net[0].weight.shape[-1]}) is not width {cc.hidden}, kernel {cc.kernel}")
+        ctx.net.load_state_dict(net.context.net.state_dict())
+    dev = torch.device(cc.device)
+    net.to(dev)
+    train_bank, val_bank = _banks(net, cc, log)
+    train_bank = train_bank.to(dev)
     ctx.to(dev)
     opt = torch.optim.Adam(ctx.net.parameters(), lr=cc.lr)
     gen = torch.Generator().manual_seed(cc.seed)
@@ -261,6 +269,7 @@ def install(weights_path, net, ctx: ContextModel, cc: ContextConfig, out_path, c
     tensors.update(weights.stored(ctx.state_dict(prefix=weights.CONTEXT_PREFIX)))
     metadata = dict(weights.file_metadata(weights_path))
     meta = json.loads(metadata.get("meta", "{}"))
+    before = meta.get("context") if cc.init else None
     rec = parts.record(cc)
     meta["context"] = {"steps": rec.steps, "hidden": cc.hidden, "kernel": cc.kernel,
                        "validation_y_bits_percent": {k: round(v, 3) for k, v in evaluate(net, ctx, val_bank, table=table).items()},
@@ -269,6 +278,8 @@ def install(weights_path, net, ctx: ContextModel, cc: ContextConfig, out_path, c
                        "data": list(cc.data), "crop": cc.crop, "crops_per_image": cc.crops_per_image,
                        "batch": cc.batch, "lr": cc.lr, "decay_at": list(cc.decay_at),
                        "calibration_crops": calibration}
+    if before:  # the context model this run continued, and its own history
+        meta["context"]["before"] = before
     metadata["meta"] = json.dumps(meta, sort_keys=True)
     weights.write_safetensors(tensors, out_path, metadata)
     return {"file": str(out_path), "context_tensors": sum(k.startswith(weights.CONTEXT_PREFIX) for k in tensors),
