@@ -270,6 +270,7 @@ def install(weights_path, net, ctx: ContextModel, cc: ContextConfig, out_path, c
     metadata = dict(weights.file_metadata(weights_path))
     meta = json.loads(metadata.get("meta", "{}"))
     before = meta.get("context") if cc.init else None
+    meta.pop("integer_context", None)  # a rebuild of the old network's integer layers (scripts/integerize.py)
     rec = parts.record(cc)
     meta["context"] = {"steps": rec.steps, "hidden": cc.hidden, "kernel": cc.kernel,
                        "validation_y_bits_percent": {k: round(v, 3) for k, v in evaluate(net, ctx, val_bank, table=table).items()},
