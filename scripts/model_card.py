@@ -262,9 +262,12 @@ def main() -> None:
                      + (f", from the filter of {meta['init_from']}" if meta.get("init_from") else ""))
     for dm in meta.get("decoder", []) if lm.net.has_post else []:
         fig = ", ".join(f"{k} {v:+.3f} dB" for k, v in dm.get("validation_psnr_gain_db", {}).items())
-        lines.append(f"- then g_s and the post-filter fine-tuned together at fixed latents (the encoder, entropy "
-                     f"models and context model unchanged, so every file keeps its bits; `aecodec train-decoder`, "
-                     f"codec/training/decoder.py, loss: mean log MSE per crop): {dm['steps']} steps, batch "
+        lines.append((f"- then that run continued from its step {dm['continued_from']} (Adam's state kept, "
+                      f"the learning rate set anew): " if dm.get("continued_from") else
+                      f"- then g_s and the post-filter fine-tuned together at fixed latents (the encoder, entropy "
+                      f"models and context model unchanged, so every file keeps its bits; `aecodec train-decoder`, "
+                      f"codec/training/decoder.py, loss: mean log MSE per crop): ")
+                     + f"{dm['steps']} steps, batch "
                      f"{dm['batch']} of {dm['crop']}px crops (a bank of {dm['crops']} crops of "
                      f"{', '.join(dm['data'])} coded through the encoder), Adam lr {dm['lr']} (x0.1 at "
                      f"{', '.join(map(str, dm['decay_at']))}), {dm.get('train_minutes')} min on {dm.get('hardware')}; "
