@@ -30,6 +30,9 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="only the first N images")
     ap.add_argument("--effort", type=int, default=0,
                     help="steps of encoder-side latent refinement for scalar and VQ models (a separate curve)")
+    ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                    help="synthesis arithmetic of the scalar models' files (auto: bf16 where the CPU has "
+                         "native bfloat16 dot products, else fp32); recorded in each curve's note")
     ap.add_argument("--published", default=str(ROOT.parent / "shared/data/published_kodak_rd.json"))
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -73,7 +76,8 @@ def main(argv=None) -> int:
             merged.add(name)
     qs = [float(q) for q in args.qualities.split(",") if q] or None
     if models:
-        res, p = run.run_aecodec(images, models, qs, log, args.effort)
+        res, p = run.run_aecodec(images, models, qs, log, args.effort,
+                                  None if args.precision == "auto" else args.precision)
         codecs.update(res)
         per.update(p)
 

@@ -95,12 +95,14 @@ def run_classical(images, only=None, log=print):
             return c.encode(Image.fromarray(img), s)
 
         results[c.name], per[c.name] = _measure(images, c.settings, enc, c.decode)
-        results[c.name].update(source="measured", note=c.note)
+        results[c.name].update(source="measured", note=c.note, machine=machine())
     return results, per, skipped
 
 
-def run_aecodec(images, models, qualities=None, log=print, effort: int = 0):
-    from codec import pipeline
+def run_aecodec(images, models, qualities=None, log=print, effort: int = 0, precision: str | None = None):
+    """``precision`` None: the encoder's default for this CPU (see
+    codec.tiling.default_precision); the one used goes into each curve's note."""
+    from codec import pipeline, tiling
 
     results, per = {}, {}
     for m in models:
@@ -114,7 +116,7 @@ def run_aecodec(images, models, qualities=None, log=print, effort: int = 0):
         mismatches = []
 
         def enc(img, q, lm=lm):
-            r = pipeline.encode(img, q, lm, effort=effort)
+            r = pipeline.encode(img, q, lm, effort=effort, precision=precision)
             enc.last = r.picture.rgb
             return r.data
 
@@ -128,13 +130,26 @@ def run_aecodec(images, models, qualities=None, log=print, effort: int = 0):
         results[name], per[name] = _measure(images, [float(q) for q in qs], enc, dec, check)
         context = lm.net.latent_kind == "scalar" and getattr(lm.net, "has_context", False)
         post = lm.net.has_post
-        results[name].update(source="measured", exact_decode=not mismatches,
+        results[name].update(source="measured", exact_decode=not mismatches, machine=machine(),
                              note=f"weights {lm.hash_for(context, post).hex()}, {lm.config.arch} N={lm.config.N} M={lm.config.M}"
                                   + (", context model" if context else "") + (", post-filter" if post else "")
-                                  + (f", {effort} steps of encoder-side latent refinement" if effort else ""))
+                                  + (f", {effort} steps of encoder-side latent refinement" if effort else "")
+                                  + f", {tiling.check_precision(precision)} synthesis")
     return results, per
 
 
 def machine() -> str:
+    """The CPU's model name where Linux tells it (timings and, through the
+    default precision, the scalar models' files depend on it)."""
     import os
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from codec.tiling import default_precision
+    bf16 = "native bfloat16" if default_precision() == "bf16" else "no native bfloat16"
+    return f"{name} ({bf16}), {os.cpu_count()} cores, {platform.system()}"

@@ -23,12 +23,15 @@ def test_eval_writes_results_plot_and_table(tmp_path, tiny_model, photo):
         Image.fromarray(np.roll(photo, 11 * i, 0)).save(data / f"im{i}.png")
     out = tmp_path / "res"
     assert main(["--data", str(data), "--out", str(out), "--codecs", "JPEG 4:2:0",
-                 "--models", str(tiny_model), "--qualities", "1,3,5,8", "--published", "none"]) == 0
+                 "--models", str(tiny_model), "--qualities", "1,3,5,8", "--published", "none",
+                 "--precision", "fp32"]) == 0
     res = json.loads((out / "results.json").read_text())
     jpeg = res["codecs"]["JPEG 4:2:0"]
     assert jpeg["bpp"] == sorted(jpeg["bpp"]) and len(jpeg["psnr"]) == len(jpeg["bpp"])
     ours = res["codecs"]["aecodec tiny-test"]
     assert ours["exact_decode"] is True and len(ours["bpp"]) == 4
+    assert ours["note"].endswith(", fp32 synthesis")  # the precision asked for, recorded
+    assert "cores" in ours["machine"] and ours["machine"] == jpeg["machine"] == res["machine"]
     assert (out / "rd.png").stat().st_size > 0 and "BD-rate" in (out / "results.md").read_text()
 
 
