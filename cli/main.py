@@ -616,7 +616,8 @@ def train_post(data, weights_path, out, output, steps, decay_at, lr, crops, crop
 @click.option("--batch", type=int, default=8, show_default=True)
 @click.option("--minutes", type=float, default=None, help="Stop (with a checkpoint) after this long.")
 @click.option("--threads", type=int, default=1, show_default=True)
-@click.option("--resume", is_flag=True, help="Continue from --out's checkpoint.")
+@click.option("--resume", is_flag=True, help="Continue from --out's checkpoint (--weights may be the file an "
+              "earlier checkpoint of this run was installed into: its install then records only the steps since).")
 @click.option("--install-only", is_flag=True, help="Skip training: install --out's checkpoint into -o "
               "(the settings recorded are the run's, not these flags).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing -o file.")

@@ -45,6 +45,26 @@ def test_training_changes_only_the_decoder_and_resumes(full_model, photo, tmp_pa
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_run_continued_from_its_own_install_records_what_it_added(full_model, photo, tmp_path):
+    """Resumed from the file its checkpoint went into, a run installs into
+    that file again; the card entry holds the steps since, not the total."""
+    data = photo_folder(tmp_path, photo)
+    out, first, second = tmp_path / "run", tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    td.run(full_model, [data], out, steps=2, decay_at=(9,), output=first, **KW)
+    (e1,) = weights.load(first).meta["decoder"]
+    assert e1["steps"] == 2 and "continued_from" not in e1 and e1["run_steps"] == 2
+    td.run(first, [data], out, steps=5, decay_at=(9,), resume=True, output=second, **KW)
+    a, e2 = weights.load(second).meta["decoder"]
+    assert a == e1 and e2["run"] == e1["run"]
+    assert (e2["steps"], e2["continued_from"], e2["run_steps"]) == (3, 2, 5)
+    # installing the same checkpoint again into a file that holds it is refused; elsewhere it is the whole run
+    with pytest.raises(ValueError, match="already holds the run"):
+        td.run(second, [data], out, install_only=True, output=tmp_path / "c.safetensors", **KW)
+    rep = td.run(full_model, [data], out, install_only=True, output=tmp_path / "d.safetensors", **KW)
+    (e3,) = weights.load(tmp_path / "d.safetensors").meta["decoder"]
+    assert rep["steps"] == 5 and e3["steps"] == 5 and "continued_from" not in e3
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_tuned_decoder_keeps_the_bits_and_decodes_exactly_elsewhere(full_model, photo, tmp_path, threads):
     data = photo_folder(tmp_path, photo)

@@ -14,7 +14,11 @@ what g_a gives for the transposed crop, and learning to decode it as one
 costs decibels -- 5 dB at quality 8 in 100 steps when tried.) Adam, step decay, checkpoints and ``--resume`` through parts.fit;
 validation on the held-out split (never Kodak): the PSNR gained over the
 decoder the run started from, per quality. ``install`` writes the weights
-file with only ``g_s.*`` and ``post.*`` replaced.
+file with only ``g_s.*`` and ``post.*`` replaced. A run is keyed to the
+tensors its bank depends on (all but the decoder's, :func:`bank_key`), so it
+can resume from, and install again into, a file its own checkpoint went
+into; that install's card entry then holds the steps since
+(``continued_from``: the run's step at the earlier install).
 """
 
 from __future__ import annotations
@@ -154,7 +158,17 @@ def install(weights_path, dec: Decoder, dc: DecoderConfig, out_path) -> dict:
     metadata = dict(weights.file_metadata(weights_path))
     meta = json.loads(metadata.get("meta", "{}"))
     rec = parts.record(dc)
-    entry = {"steps": rec.steps, "train_minutes": rec.minutes, "hardware": rec.hardware,
+    entry = {"steps": rec.steps, "train_minutes": rec.minutes, "hardware": rec.hardware}
+    earlier = [e for e in meta.get("decoder", []) if rec.run_id and e.get("run") == rec.run_id]
+    if earlier:  # this run's earlier checkpoint is in the file already: record what it added since
+        last = earlier[-1]
+        if rec.steps <= last["run_steps"]:
+            raise ValueError(f"{weights_path} already holds the run in {dc.out} at step {last['run_steps']} "
+                             f"(its checkpoint is at step {rec.steps})")
+        entry.update(steps=rec.steps - last["run_steps"], continued_from=last["run_steps"],
+                     train_minutes=(None if rec.minutes is None or last.get("run_minutes") is None
+                                    else round(rec.minutes - last["run_minutes"], 1)))
+    entry |= {"run": rec.run_id, "run_steps": rec.steps, "run_minutes": rec.minutes,
              "data": [str(d) for d in dc.data],
              "crops": dc.crops, "crop": dc.crop, "batch": dc.batch, "lr": dc.lr, "decay_at": list(dc.decay_at),
              "validation_psnr_gain_db": {k: round(v, 3) for k, v in evaluate(dec, val, before).items()}}
@@ -163,6 +177,18 @@ def install(weights_path, dec: Decoder, dc: DecoderConfig, out_path) -> dict:
     weights.write_safetensors(tensors, out_path, metadata)
     return {"file": str(out_path), "weights_hash": weights.file_hash(out_path).hex(),
             **entry["validation_psnr_gain_db"]}
+
+
+def bank_key(weights_path) -> str:
+    """The hash of what a run's bank depends on: every tensor but the
+    decoder's (DECODER_PREFIXES), with the config. A file this run's decoder
+    was installed into keeps it, so the run can resume from that file and
+    install into it again."""
+    from safetensors.torch import load_file
+
+    from .. import weights
+    tensors = {k: v for k, v in load_file(str(weights_path)).items() if not k.startswith(DECODER_PREFIXES)}
+    return weights.content_hash(tensors, weights.file_metadata(weights_path).get("config", "")).hex()
 
 
 def run(weights_path, data, out: str, steps: int = DecoderConfig.steps, decay_at: tuple | None = None,
@@ -178,7 +204,7 @@ def run(weights_path, data, out: str, steps: int = DecoderConfig.steps, decay_at
         raise ValueError(f"train-decoder fine-tunes scalar models; {weights_path} has a "
                          f"{lm.net.latent_kind} latent")
     dc = DecoderConfig(data=tuple(data), out=str(out), steps=steps, decay_at=decay,
-                       key=lm.hash_for(True, True).hex(), **config)
+                       key=bank_key(weights_path), **config)
     if install_only:
         dc = parts.trained_config(dc)
     dec = (load_checkpoint(lm.net, dc) if install_only

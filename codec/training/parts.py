@@ -18,6 +18,7 @@ import csv
 import os
 import platform
 import time
+import uuid
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path, PurePath
 from typing import Callable
@@ -78,6 +79,7 @@ class Record:
     steps: int
     hardware: str | None     # where it trained (parts.hardware at the time)
     minutes: float | None    # wall time, from the log
+    run_id: str | None = None  # the run's own id, kept across --resume (None: a run of older code)
 
 
 def checkpoint(cfg) -> dict:
@@ -107,7 +109,7 @@ def trained_config(cfg):
 def record(cfg) -> Record:
     """The :class:`Record` of the run in ``cfg.out`` (its ckpt.pt and log.csv)."""
     d = checkpoint(cfg)
-    return Record(int(d["step"]), d.get("hardware"), train_minutes(cfg))
+    return Record(int(d["step"]), d.get("hardware"), train_minutes(cfg), d.get("run_id"))
 
 
 def fit(cfg, part: torch.nn.Module, key: str, opt: torch.optim.Optimizer, gen: torch.Generator,
@@ -121,6 +123,7 @@ def fit(cfg, part: torch.nn.Module, key: str, opt: torch.optim.Optimizer, gen: t
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     done, elapsed = 0, 0.0
+    run_id = uuid.uuid4().hex[:12]   # a new run; a resumed one keeps its id
     ckpt = out / "ckpt.pt"
     if resume and ckpt.exists():
         d = torch.load(ckpt, weights_only=True, map_location=device)
@@ -128,13 +131,14 @@ def fit(cfg, part: torch.nn.Module, key: str, opt: torch.optim.Optimizer, gen: t
         opt.load_state_dict(d["opt"])
         gen.set_state(d["rng"].cpu())
         done, elapsed = int(d["step"]), float(d.get("elapsed", 0.0))
+        run_id = d.get("run_id", run_id)
         log(f"resumed at step {done}")
 
     def save():
         tmp = ckpt.with_suffix(".tmp")
         torch.save({key: {k: v.cpu() for k, v in part.state_dict().items()}, "opt": to_cpu(opt.state_dict()),
                     "rng": gen.get_state(), "step": done, "elapsed": elapsed + time.time() - t_start,
-                    "config": str(plain(asdict(cfg))), "hardware": hardware(device)}, tmp)
+                    "config": str(plain(asdict(cfg))), "hardware": hardware(device), "run_id": run_id}, tmp)
         tmp.replace(ckpt)
 
     with open(out / "log.csv", "a", newline="") as logf, _Stop() as stop:  # a signal: checkpoint, then return
