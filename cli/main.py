@@ -436,12 +436,15 @@ def _init_config(init, cfg, ctx):
 @click.option("--post", is_flag=True, help="Train the post-filter with the codec, end to end (the distortion "
               "is the filtered picture's): the --init file's filter, or a new one that starts as the identity. "
               "Without it a run from a file drops the file's filter, which was made for the old transforms.")
+@click.option("--bf16", is_flag=True, help="On the CPU, run the transforms in bfloat16 autocast (likelihoods in "
+              "fp32) and channels-last, as on CUDA, where it is always on: about 3x the steps/s on CPUs with "
+              "native bfloat16 (AVX512-BF16, AMX); slower where it is emulated.")
 @click.option("--val-every", type=int, default=1000, show_default=True)
 @click.option("--progress/--no-progress", default=True)
 @guarded
 def train(data, out, arch, n, m, lambdas, codebook, vq_dim, crop, batch, lr, steps, decay_at, warmup, minutes,
-          ckpt_every, threads, device, seed, resume, pack, init, compile_, freeze, vq_soft_rate, post, val_every,
-          progress):
+          ckpt_every, threads, device, seed, resume, pack, init, compile_, freeze, vq_soft_rate, post, bf16,
+          val_every, progress):
     """Train a model on image folders (loss = bpp + lambda*255^2*MSE, all qualities at once)."""
     from codec.models import ModelConfig
     from codec.training.loop import TrainConfig
@@ -457,7 +460,8 @@ def train(data, out, arch, n, m, lambdas, codebook, vq_dim, crop, batch, lr, ste
                      crop=crop, batch=batch, lr=lr, steps=steps, decay_at=decay_at, warmup=warmup, max_minutes=minutes,
                      ckpt_every_s=ckpt_every, threads=threads, device=device, seed=seed, pack=pack,
                      init=init, compile=compile_, val_every=val_every, progress=progress,
-                     freeze=tuple(f for f in freeze.split(",") if f), vq_soft_rate=vq_soft_rate, post=post)
+                     freeze=tuple(f for f in freeze.split(",") if f), vq_soft_rate=vq_soft_rate, post=post,
+                     bf16=bf16)
     path = run(tc, resume=resume, log=lambda msg: click.echo(msg, err=True))
     click.echo(f"checkpoint {path}")
 

@@ -19,9 +19,9 @@ def folder(tmp_path_factory):
     return d
 
 
-def cfg(folder, out, steps):
+def cfg(folder, out, steps, **kw):
     return TrainConfig(data=[str(folder)], out=str(out), model=ModelConfig(N=8, M=12), crop=64,
-                       batch=2, steps=steps, val_every=2, progress=False, ckpt_every_s=1e9, threads=1)
+                       batch=2, steps=steps, val_every=2, progress=False, ckpt_every_s=1e9, threads=1, **kw)
 
 
 def test_loss_decreases_on_a_fixed_batch():
@@ -42,10 +42,30 @@ def test_loss_decreases_on_a_fixed_batch():
     assert loss.item() < first
 
 
-def test_resume_continues_bit_for_bit(folder, tmp_path):
-    straight = checkpoint.load(train(cfg(folder, tmp_path / "a", 4), log=lambda *_: None))
-    train(cfg(folder, tmp_path / "b", 2), log=lambda *_: None)
-    resumed = checkpoint.load(train(cfg(folder, tmp_path / "b", 4), resume=True, log=lambda *_: None))
+def test_bf16_on_the_cpu_runs_the_transforms_in_bf16_and_trains_fp32_weights():
+    from codec.models import HyperpriorCodec
+    from codec.training.loop import _optimizers, train_step
+    torch.manual_seed(0)
+    net = HyperpriorCodec(ModelConfig(N=8, M=12)).to(memory_format=torch.channels_last)
+    opt, aux_opt = _optimizers(net, TrainConfig())
+    seen = []
+    net.g_a[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    x, q = torch.rand(2, 3, 64, 64), torch.tensor([2.0, 6.0])
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    losses = [train_step(net, net, opt, aux_opt, x, q, 1.0, bf16=True)[0]["loss"].item() for _ in range(20)]
+    assert seen[0] == torch.bfloat16 and all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert all(v.dtype == before[k].dtype for k, v in net.state_dict().items())
+    assert not torch.equal(net.g_a[0].weight, before["g_a.0.weight"])
+    seen.clear()
+    train_step(net, net, opt, aux_opt, x, q, 1.0)
+    assert seen[0] == torch.float32   # off unless asked (on the CPU)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_resume_continues_bit_for_bit(folder, tmp_path, bf16):
+    straight = checkpoint.load(train(cfg(folder, tmp_path / "a", 4, bf16=bf16), log=lambda *_: None))
+    train(cfg(folder, tmp_path / "b", 2, bf16=bf16), log=lambda *_: None)
+    resumed = checkpoint.load(train(cfg(folder, tmp_path / "b", 4, bf16=bf16), resume=True, log=lambda *_: None))
     assert resumed["step"] == straight["step"] == 4
     for k, v in straight["model"].items():
         assert torch.equal(v, resumed["model"][k]), k

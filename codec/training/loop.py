@@ -53,6 +53,7 @@ class TrainConfig:
     freeze: tuple = ()               # parameter-name prefixes kept fixed (e.g. g_a, vq: fine-tune g_s alone)
     vq_soft_rate: float = 0.0        # VQ: tau of the soft assignment that gives the rate a gradient (models.VQCodec)
     post: bool = False               # train the post-filter with the codec (the --init file's, or a new one)
+    bf16: bool = False               # CPU: bf16 autocast and channels-last, as on CUDA (always there)
     progress: bool = True
 
     def to_dict(self) -> dict:
@@ -131,15 +132,16 @@ def _post_kw(post: bool) -> dict:
     return {"post": True} if post else {}
 
 
-def train_step(model, fwd, opt, aux_opt, x, q, clip: float, post: bool = False):
+def train_step(model, fwd, opt, aux_opt, x, q, clip: float, post: bool = False, bf16: bool = False):
     """One optimisation step; ``fwd`` is the model, maybe DDP-wrapped or
-    compiled. On CUDA the transforms run in bf16 and the input is made
-    channels-last. ``post``: the distortion is the post-filtered picture's.
+    compiled. On CUDA, and on the CPU with ``bf16``, the transforms run in
+    bf16 (the likelihoods in fp32) and the input is made channels-last.
+    ``post``: the distortion is the post-filtered picture's.
     -> (losses dict, aux loss)."""
-    cuda = x.device.type == "cuda"
-    if cuda:
+    amp = bf16 or x.device.type == "cuda"
+    if amp:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cuda):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
         out = fwd(x, q, **_post_kw(post))
     losses = rd_loss(out, x, model.lmbda(q))
     aux = model.aux_loss()  # trains only the quantiles; no RD gradient reaches them
@@ -190,7 +192,8 @@ def train(tc: TrainConfig, resume: bool = False, log=print) -> Path:
     Under ``torchrun`` each process trains on its own crops and DDP averages
     the gradients (gloo on CPU, NCCL on CUDA); rank 0 writes checkpoints and
     logs. On CUDA: bf16 autocast (likelihoods in fp32), channels-last, fused
-    Adam, and ``torch.compile`` when ``tc.compile`` is set.
+    Adam, and ``torch.compile`` when ``tc.compile`` is set; on the CPU the
+    first two with ``tc.bf16``.
     """
     stride = build(tc.model).stride
     if tc.crop % stride:
@@ -222,8 +225,9 @@ def train(tc: TrainConfig, resume: bool = False, log=print) -> Path:
     if tc.post:  # the file's (or the checkpoint's) filter, or a new one that starts as the identity
         model.post.enable()
     model = model.to(device)
-    if device.type == "cuda":
+    if device.type == "cuda" or tc.bf16:
         model = model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest kernels once
     opt, aux_opt = _optimizers(model, tc)
     if st is not None:
@@ -288,7 +292,7 @@ def train(tc: TrainConfig, resume: bool = False, log=print) -> Path:
                 group["lr"] = lr_at(tc, step)
             x = sampler.sample(tc.batch, gen).to(device, non_blocking=True)
             q = torch.randint(1, levels + 1, (tc.batch,), generator=gen).float().to(device)
-            losses, aux = train_step(model, fwd, opt, aux_opt, x, q, tc.clip, tc.post)
+            losses, aux = train_step(model, fwd, opt, aux_opt, x, q, tc.clip, tc.post, tc.bf16)
             step += 1
             val_res = validate(model, val, post=tc.post) if val and step % tc.val_every == 0 else None
             if writer and (step % 20 == 0 or val_res):
