@@ -163,7 +163,7 @@ def main() -> None:
     paths = [Path(p) for p in a.images.split(",") if p] or DEFAULT_IMAGES
     paths = [sorted(p.glob("*.png"))[0] if p.is_dir() else p for p in paths]
     # the synthesis arithmetic: fp32 always, bf16 where the CPU has it natively
-    precisions = ["fp32"] + (["bf16"] if tiling.default_precision() == "bf16" else [])
+    precisions = ["fp32"] + (["bf16"] if tiling.native_bf16() else [])
     others = [m for m in (a.others.split(",") if a.others is not None else
                           [e.id for e in registry.MODELS.values() if e.path.exists()]) if m and m != lm.model_id]
     try:

@@ -60,8 +60,8 @@ def main() -> None:
     ap.add_argument("--json", default="benchmarks/results/train_speed.json")
     a = ap.parse_args()
     cfg = ModelConfig(N=a.N, M=a.M)
-    from codec.tiling import default_precision
-    cpu_modes = (False, True) if default_precision() == "bf16" else (False,)  # emulated bf16: slower, not timed
+    from codec.tiling import native_bf16
+    cpu_modes = (False, True) if native_bf16() else (False,)  # emulated bf16: slower, not timed
     rows = [] if a.cuda_only else [measure("cpu", t, a.batch, a.crop, a.steps, False, cfg, bf16)
                                    for bf16 in cpu_modes for t in (1, 2)]
     if torch.cuda.is_available():

@@ -77,13 +77,15 @@ def encode(image, quality: float = 4, model=None,
     ``tile``: tile side in pixels (a multiple of 64; 0 for one tile).
     ``device``: where the analysis transform runs ("cpu" or "cuda").
     ``precision``: synthesis arithmetic, "fp32" or "bf16"; None: bf16 where
-    the CPU does bfloat16 natively (recorded in the file's flags).
+    the CPU does bfloat16 natively and the model has no post-filter, else
+    fp32 (tiling.default_precision; recorded in the file's flags).
     ``effort``: steps of encoder-side latent refinement (scalar and VQ
     codecs; about 0.7 s per step per megapixel on 2 CPU cores; the decoder is unchanged)."""
     if tile < 0 or tile % 64 or tile // 64 > 65535:
         raise ValueError(f"tile must be a multiple of 64 pixels, got {tile}")
-    precision = tiling.check_precision(precision)
+    tiling.check_precision(precision)   # a bad value is refused before the model loads
     lm = load_model(model)
+    precision = tiling.check_precision(precision, lm.net)
     if not isinstance(effort, int) or effort < 0:
         raise ValueError(f"effort must be a whole number of steps >= 0, got {effort!r}")
     if effort and lm.net.latent_kind not in ("scalar", "vq"):

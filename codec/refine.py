@@ -51,7 +51,7 @@ from compressai.ops import quantize_ste
 
 from .context import LOG0, PASSES, STEP, pass_map, symbol_bits
 from .priors import LEVELS, SCALES_MAX, SCALES_MIN
-from .tiling import G_MARGIN, _grow, _to_tensor, _window, default_precision, padded_size, rects
+from .tiling import G_MARGIN, _grow, _to_tensor, _window, native_bf16, padded_size, rects
 
 WINDOW = 1024
 #: Adam's step for scalar latents at lambda <= LAMBDA_REF, in quantization bins
@@ -180,7 +180,7 @@ def refine(net, rgb, y: torch.Tensor, quality: float, steps: int, lr: float | No
     q = torch.tensor([float(quality)])
     if lr is None:
         lr = LR_VQ if vq else step_size(net, q)
-    bf16 = default_precision() == "bf16"
+    bf16 = native_bf16()
     parts = []
     with torch.inference_mode(False), torch.enable_grad():
         gain = torch.ones(()) if vq else net.gains(q)["y"].detach()

@@ -100,8 +100,8 @@ def run_classical(images, only=None, log=print):
 
 
 def run_aecodec(images, models, qualities=None, log=print, effort: int = 0, precision: str | None = None):
-    """``precision`` None: the encoder's default for this CPU (see
-    codec.tiling.default_precision); the one used goes into each curve's note."""
+    """``precision`` None: the encoder's default for the model on this CPU
+    (codec.tiling.default_precision); the one used goes into each curve's note."""
     from codec import pipeline, tiling
 
     results, per = {}, {}
@@ -134,7 +134,7 @@ def run_aecodec(images, models, qualities=None, log=print, effort: int = 0, prec
                              note=f"weights {lm.hash_for(context, post).hex()}, {lm.config.arch} N={lm.config.N} M={lm.config.M}"
                                   + (", context model" if context else "") + (", post-filter" if post else "")
                                   + (f", {effort} steps of encoder-side latent refinement" if effort else "")
-                                  + f", {tiling.check_precision(precision)} synthesis")
+                                  + f", {tiling.check_precision(precision, lm.net)} synthesis")
     return results, per
 
 
@@ -150,6 +150,6 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    from codec.tiling import default_precision
-    bf16 = "native bfloat16" if default_precision() == "bf16" else "no native bfloat16"
+    from codec.tiling import native_bf16
+    bf16 = "native bfloat16" if native_bf16() else "no native bfloat16"
     return f"{name} ({bf16}), {os.cpu_count()} cores, {platform.system()}"

@@ -97,6 +97,13 @@ def test_an_unreachable_target_gives_the_nearest_end_and_says_so(tiny_model, pho
     assert r.header.quality == 8
 
 
+def test_the_default_precision_is_fp32_for_a_model_with_a_post_filter(tiny_model, post_model, photo):
+    from codec.tiling import native_bf16
+    assert codec.encode(photo, quality=4, model=post_model).header.precision == "fp32"
+    plain = codec.encode(photo, quality=4, model=tiny_model).header.precision
+    assert plain == ("bf16" if native_bf16() else "fp32")
+
+
 def test_precisions_differ_slightly_and_bad_precision_is_refused(tiny_model, photo):
     a = codec.encode(photo, quality=6, model=tiny_model, precision="fp32")
     b = codec.encode(photo, quality=6, model=tiny_model, precision="bf16")
