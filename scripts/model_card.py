@@ -292,6 +292,11 @@ def main() -> None:
                 lines += ["", "BD-rate (PSNR): " + ", ".join(
                     f"{k} {'n/a' if v is None else f'{v:+.1f}%'}" for k, v in bd.items())]
             lines.append(f"\nDecoded pixels equal the encoder's reconstruction on every image: {c.get('exact_decode')}")
+            precision = [p.removesuffix(" synthesis") for p in (c.get("note") or "").split(", ")
+                         if p.endswith(" synthesis")]
+            if c.get("machine"):  # curves measured since kodak_eval recorded them
+                lines.append(f"\nMeasured on {c['machine']}"
+                             + (f", {precision[0]} synthesis" if precision else "") + " (the times are this machine's)")
             lines.append("")
     out = entry.card if entry else path.with_suffix(".md")
     out.write_text("\n".join(lines) + "\n")
