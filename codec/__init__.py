@@ -34,7 +34,8 @@ def compress(image, quality: float = 4, model=None, max_pixels=DEFAULT_MAX_PIXEL
     -1 (below 1 its gains are extrapolated: lower rates than any trained level). ``device="cuda"`` runs
     the analysis transform on the GPU (decoding stays exact on the CPU).
     ``precision`` "fp32" or "bf16": the synthesis arithmetic every decoder
-    of the file will use; None picks bf16 where the CPU has it natively.
+    of the file will use; None picks bf16 where the CPU has it natively and
+    the model has no post-filter (the default model's files are fp32).
     ``effort``: steps of encoder-side latent refinement (scalar and VQ codecs):
     smaller files at the same quality for more encoding time."""
     from .pipeline import encode as _encode
