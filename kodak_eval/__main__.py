@@ -31,8 +31,8 @@ def main(argv=None) -> int:
     ap.add_argument("--effort", type=int, default=0,
                     help="steps of encoder-side latent refinement for scalar and VQ models (a separate curve)")
     ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                    help="synthesis arithmetic of the scalar models' files (auto: bf16 where the CPU has "
-                         "native bfloat16 dot products, else fp32); recorded in each curve's note")
+                    help="synthesis arithmetic of the models' files (auto: the encoder's default, "
+                         "codec.tiling.default_precision); recorded in each curve's note")
     ap.add_argument("--published", default=str(ROOT.parent / "shared/data/published_kodak_rd.json"))
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")

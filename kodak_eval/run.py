@@ -101,8 +101,8 @@ def run_classical(images, only=None, log=print):
 
 def run_aecodec(images, models, qualities=None, log=print, effort: int = 0, precision: str | None = None):
     """``precision`` None: the encoder's default for the model on this CPU
-    (codec.tiling.default_precision); the one used goes into each curve's note."""
-    from codec import pipeline, tiling
+    (codec.tiling.default_precision); the one the files record goes into each curve's note."""
+    from codec import pipeline
 
     results, per = {}, {}
     for m in models:
@@ -117,7 +117,7 @@ def run_aecodec(images, models, qualities=None, log=print, effort: int = 0, prec
 
         def enc(img, q, lm=lm):
             r = pipeline.encode(img, q, lm, effort=effort, precision=precision)
-            enc.last = r.picture.rgb
+            enc.last, enc.precision = r.picture.rgb, r.header.precision
             return r.data
 
         def dec(data, lm=lm):
@@ -134,7 +134,7 @@ def run_aecodec(images, models, qualities=None, log=print, effort: int = 0, prec
                              note=f"weights {lm.hash_for(context, post).hex()}, {lm.config.arch} N={lm.config.N} M={lm.config.M}"
                                   + (", context model" if context else "") + (", post-filter" if post else "")
                                   + (f", {effort} steps of encoder-side latent refinement" if effort else "")
-                                  + f", {tiling.check_precision(precision, lm.net)} synthesis")
+                                  + f", {enc.precision} synthesis")   # as the files record it
     return results, per
 
 
