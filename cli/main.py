@@ -588,7 +588,7 @@ def _part_run_checks(weights_path, out, output, install_only, crop, force, threa
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from --out's checkpoint.")
 @click.option("--init", is_flag=True, help="Start from --weights' own post-filter (continue its training; "
-              "a larger --layers adds identity layers to it).")
+              "a larger --layers adds identity layers to it, a larger --width new channels that start unread).")
 @click.option("--install-only", is_flag=True, help="Skip training: install --out's checkpoint into -o "
               "(the settings recorded are the run's, not these flags).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing -o file.")

@@ -81,6 +81,34 @@ class PostFilter(nn.Module):
         deep.body.requires_grad_(self.body[0].weight.requires_grad)
         return deep
 
+    def widened(self, width: int, gen: torch.Generator | None = None) -> "PostFilter":
+        """The same filter with ``width`` channels per hidden layer. Each new
+        channel reads the layer below through small random weights and is
+        read by the layer above through zero weights, so the wider filter
+        computes exactly what this one does, while the new channels carry
+        activations and gradients from the first step (zero on both sides,
+        they would stay dead)."""
+        if width < self.width:
+            raise ValueError(f"cannot narrow a width-{self.width} filter to {width}")
+        wide = PostFilter(width, self.layers)
+        convs = [m for m in self.body if isinstance(m, nn.Conv2d)]
+        new = [m for m in wide.body if isinstance(m, nn.Conv2d)]
+        with torch.no_grad():
+            for i, (src, dst) in enumerate(zip(convs, new)):
+                o, c = src.weight.shape[:2]
+                # new outputs: small random weights on every input (fan-in scaled), zero bias
+                std = 0.1 * (2.0 / (dst.weight.shape[1] * 9)) ** 0.5
+                dst.weight.copy_(torch.randn(dst.weight.shape, generator=gen) * std)
+                dst.bias.zero_()
+                dst.weight[:, c:] = 0  # nothing reads the new inputs yet ...
+                if i < len(new) - 1:   # ... except new outputs (the last layer has no new outputs)
+                    dst.weight[o:, c:] = torch.randn(dst.weight[o:, c:].shape, generator=gen) * std
+                dst.weight[:o, :c] = src.weight
+                dst.bias[:o] = src.bias
+        wide.present = self.present
+        wide.body.requires_grad_(self.body[0].weight.requires_grad)
+        return wide
+
     def enable(self) -> None:
         """Start a post-filter (training): an untrained one changes nothing."""
         self.present = True

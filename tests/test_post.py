@@ -34,6 +34,30 @@ def test_a_deepened_filter_computes_the_same_and_trains_on(post_model):
         pf.deepened(pf.layers - 1)
 
 
+def test_a_widened_filter_computes_the_same_and_its_new_channels_learn(post_model):
+    pf = weights.load(post_model).net.post
+    wide = pf.widened(pf.width + 8, torch.Generator().manual_seed(0))
+    x, q = torch.rand(2, 3, 32, 48), torch.tensor([0.0, 6.0])
+    assert (wide.width, wide.layers) == (pf.width + 8, pf.layers)
+    assert torch.allclose(wide(x, q), pf(x, q), atol=1e-6) and not torch.allclose(pf(x, q), x, atol=1e-3)
+    # the new channels are alive: the weights reading them get gradients at once, and after one
+    # step (they are read now) so do the weights feeding them
+    wide.enable()
+    convs = [m for m in wide.body if isinstance(m, torch.nn.Conv2d)]
+    opt = torch.optim.SGD(wide.parameters(), lr=0.1)
+    wide(x, q).square().mean().backward()
+    assert all(c.weight.grad[:, pf.width:].abs().sum() > 0 for c in convs[1:])
+    opt.step()
+    opt.zero_grad()
+    wide(x, q).square().mean().backward()
+    assert all(c.weight.grad[pf.width:].abs().sum() > 0 for c in convs[:-1])
+    # deepened and widened together still compute the same
+    both = pf.deepened(pf.layers + 1).widened(pf.width + 4)
+    assert torch.allclose(both(x, q), pf(x, q), atol=1e-6)
+    with pytest.raises(ValueError, match="cannot narrow"):
+        pf.widened(pf.width - 1)
+
+
 def test_coding_form_matches_the_training_form(post_model):
     net = weights.load(post_model).net
     x = torch.rand(1, 3, 64, 96)
@@ -195,22 +219,27 @@ def test_init_refuses_a_file_without_a_filter_or_of_another_shape(tiny_model, po
     kw = dict(crops=2, crop=64, val_crops=1, val_crop=64)
     with pytest.raises(ValueError, match="no post-filter"):
         tp.run(tiny_model, [data], tmp_path / "a", steps=1, init=True, **kw)
-    with pytest.raises(ValueError, match="not width 32"):
-        tp.run(post_model, [data], tmp_path / "b", steps=1, init=True, width=32, **kw)
+    with pytest.raises(ValueError, match="not at most width 8"):
+        tp.run(post_model, [data], tmp_path / "b", steps=1, init=True, width=8, **kw)
     layers = weights.load(post_model).net.post.layers
     with pytest.raises(ValueError, match="at most"):
         tp.run(post_model, [data], tmp_path / "c", steps=1, init=True, layers=layers - 1, **kw)
 
 
-def test_init_with_more_layers_starts_from_the_deepened_filter(post_model, photo, tmp_path):
+@pytest.mark.parametrize("grow", ["layers", "width"])
+def test_init_with_more_layers_or_width_starts_from_the_grown_filter(post_model, photo, tmp_path, grow):
+    """A larger --layers deepens the file's filter, a larger --width widens
+    it; either way training starts from what the file's filter computes."""
     data = _folder(tmp_path, photo)
     kw = dict(crops=2, crop=64, val_crops=1, val_crop=64, batch=2)
     lm = weights.load(post_model)
-    dst = tmp_path / "deep.safetensors"
-    tp.run(post_model, [data], tmp_path / "run", steps=0, init=True, layers=lm.net.post.layers + 1, output=dst, **kw)
-    deep = weights.load(dst)
-    assert deep.net.post.layers == lm.net.post.layers + 1 and deep.meta["post"]["layers"] == deep.net.post.layers
-    # the same pictures as the file's own filter, coded and decoded with the deeper file
+    shape = {"layers": lm.net.post.layers, "width": lm.net.post.width}
+    shape[grow] += {"layers": 1, "width": 8}[grow]
+    dst = tmp_path / "grown.safetensors"
+    tp.run(post_model, [data], tmp_path / "run", steps=0, init=True, output=dst, **shape, **kw)
+    grown = weights.load(dst)
+    assert {k: getattr(grown.net.post, k) for k in shape} == shape == {k: grown.meta["post"][k] for k in shape}
+    # the same pictures as the file's own filter, coded and decoded with the grown file
     res = codec.encode(photo, quality=4, model=dst)
     ref = codec.encode(photo, quality=4, model=post_model)
     assert np.abs(res.picture.rgb.astype(int) - ref.picture.rgb.astype(int)).max() <= 1

@@ -137,10 +137,12 @@ def train(net, pc: PostConfig, resume: bool = False, minutes: float | None = Non
     if pc.init:  # checked before the bank is made (minutes)
         if not net.post.present:
             raise ValueError("--init: the weights file has no post-filter to continue")
-        if net.post.width != pc.width or net.post.layers > pc.layers:
+        if net.post.width > pc.width or net.post.layers > pc.layers:
             raise ValueError(f"--init: the file's post-filter (width {net.post.width}, {net.post.layers} layers) "
-                             f"is not width {pc.width} with at most {pc.layers} layers")
-        pf.load_state_dict(net.post.deepened(pc.layers).state_dict())
+                             f"is not at most width {pc.width} with at most {pc.layers} layers")
+        with torch.random.fork_rng():
+            torch.manual_seed(pc.seed + 3)
+            pf.load_state_dict(net.post.deepened(pc.layers).widened(pc.width).state_dict())
     (x_bank, o_bank, q_bank), val = banks(net, pc, log)
     if pc.init and not (resume and (out / "ckpt.pt").exists()):  # a resumed run loads its own
         log(f"start (the file's filter): {_describe(evaluate(pf, val))}")
