@@ -261,7 +261,7 @@ def _write_image(im, dst: Path, force: bool) -> Path:
               help="Run the analysis transform on cpu or cuda (decoding is always exact on CPU).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="Synthesis arithmetic, recorded in the file (auto: bf16 where the CPU does it natively "
-                   "and the model has no post-filter, whose ten layers lose up to 0.08 dB in bf16; else fp32).")
+                   "and the model has no post-filter, through whose layers bf16 lost up to 0.08 dB; else fp32).")
 @click.option("--effort", type=click.IntRange(0, 10000), default=0, show_default=True,
               help="Steps of encoder-side latent refinement: smaller files at the same quality, "
                    "about 0.7 s per step per megapixel on 2 CPU cores (decoding is unchanged).")

@@ -51,8 +51,8 @@ def default_precision(net=None) -> str:
     """The synthesis arithmetic a file gets unless asked: bf16 where the CPU
     has native bfloat16 (2-3x faster synthesis; emulated it would be slower)
     and ``net`` has no post-filter, else fp32. Without a filter bf16 was
-    within 0.01 dB of fp32 on Kodak; through the default model's ten-layer
-    filter its error grows with the rate: -0.005 dB at quality -1 to
+    within 0.01 dB of fp32 on Kodak; through the default model's filter
+    (measured when it had ten layers) its error grows with the rate: -0.005 dB at quality -1 to
     -0.078 dB at quality 8, BD-rate +0.82 % (kodak_eval --precision bf16
     against fp32, same bits)."""
     if net is not None and getattr(net, "has_post", False):
