@@ -94,15 +94,13 @@ class PostFilter(nn.Module):
         convs = [m for m in self.body if isinstance(m, nn.Conv2d)]
         new = [m for m in wide.body if isinstance(m, nn.Conv2d)]
         with torch.no_grad():
-            for i, (src, dst) in enumerate(zip(convs, new)):
+            for src, dst in zip(convs, new):
                 o, c = src.weight.shape[:2]
-                # new outputs: small random weights on every input (fan-in scaled), zero bias
+                # new outputs read every input through small random weights (fan-in scaled) ...
                 std = 0.1 * (2.0 / (dst.weight.shape[1] * 9)) ** 0.5
                 dst.weight.copy_(torch.randn(dst.weight.shape, generator=gen) * std)
                 dst.bias.zero_()
-                dst.weight[:, c:] = 0  # nothing reads the new inputs yet ...
-                if i < len(new) - 1:   # ... except new outputs (the last layer has no new outputs)
-                    dst.weight[o:, c:] = torch.randn(dst.weight[o:, c:].shape, generator=gen) * std
+                dst.weight[:o, c:] = 0  # ... old outputs (all of the last layer's) read no new input
                 dst.weight[:o, :c] = src.weight
                 dst.bias[:o] = src.bias
         wide.present = self.present

@@ -52,9 +52,9 @@ def default_precision(net=None) -> str:
     has native bfloat16 (2-3x faster synthesis; emulated it would be slower)
     and ``net`` has no post-filter, else fp32. Without a filter bf16 was
     within 0.01 dB of fp32 on Kodak; through the default model's filter
-    (measured when it had ten layers) its error grows with the rate: -0.005 dB at quality -1 to
-    -0.078 dB at quality 8, BD-rate +0.82 % (kodak_eval --precision bf16
-    against fp32, same bits)."""
+    (measured when it had ten layers) its error grows with the rate:
+    -0.005 dB at quality -1 to -0.078 dB at quality 8, BD-rate +0.82 %
+    (kodak_eval --precision bf16 against fp32, same bits)."""
     if net is not None and getattr(net, "has_post", False):
         return "fp32"
     return "bf16" if native_bf16() else "fp32"
