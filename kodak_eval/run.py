@@ -77,8 +77,9 @@ def join_curves(a: dict, b: dict, per_a: list, per_b: list) -> tuple[dict, list]
     curve = {**a, **b, **{k: [points[s][0][k] for s in order] for k in CURVE_KEYS}, "settings": order}
     if "exact_decode" in a or "exact_decode" in b:
         curve["exact_decode"] = a.get("exact_decode", True) and b.get("exact_decode", True)
-    if a.get("note") != b.get("note"):
-        curve["note"] = f"{a.get('note')}; {b.get('note')}"
+    for k in ("note", "weights", "precision"):   # a join of two files or precisions says so
+        if a.get(k) != b.get(k):
+            curve[k] = f"{a.get(k)}; {b.get(k)}"
     per = [points[s][1] for s in order]
     return curve, (per if None not in per else [])
 
@@ -130,11 +131,13 @@ def run_aecodec(images, models, qualities=None, log=print, effort: int = 0, prec
         results[name], per[name] = _measure(images, [float(q) for q in qs], enc, dec, check)
         context = lm.net.latent_kind == "scalar" and getattr(lm.net, "has_context", False)
         post = lm.net.has_post
+        weights = lm.hash_for(context, post).hex()
         results[name].update(source="measured", exact_decode=not mismatches, machine=machine(),
-                             note=f"weights {lm.hash_for(context, post).hex()}, {lm.config.arch} N={lm.config.N} M={lm.config.M}"
+                             weights=weights, precision=enc.precision,   # as the files record them
+                             note=f"weights {weights}, {lm.config.arch} N={lm.config.N} M={lm.config.M}"
                                   + (", context model" if context else "") + (", post-filter" if post else "")
                                   + (f", {effort} steps of encoder-side latent refinement" if effort else "")
-                                  + f", {enc.precision} synthesis")   # as the files record it
+                                  + f", {enc.precision} synthesis")
     return results, per
 
 

@@ -278,7 +278,7 @@ def main() -> None:
         curves = [(k, c) for k, c in res["codecs"].items() if k == name or k.startswith(name + " effort ")]
         for key, c in curves:
             how = "" if key == name else f", encoder {key[len(name) + 1:]} (`--effort`: latent refinement)"
-            measured = (c.get("note") or "").split(",")[0].removeprefix("weights ")
+            measured = c.get("weights")
             if measured and measured not in {h.hex() for h in (lm.hashes or {0: lm.weights_hash}).values()} | {lm.base_hash.hex()}:
                 how += f"; measured with an earlier version of this file, weights `{measured}`"
             lines += [f"## Kodak ({res['images']} images, measured by `python -m kodak_eval`{how})", "",
@@ -292,11 +292,10 @@ def main() -> None:
                 lines += ["", "BD-rate (PSNR): " + ", ".join(
                     f"{k} {'n/a' if v is None else f'{v:+.1f}%'}" for k, v in bd.items())]
             lines.append(f"\nDecoded pixels equal the encoder's reconstruction on every image: {c.get('exact_decode')}")
-            precision = [p.removesuffix(" synthesis") for p in (c.get("note") or "").split(", ")
-                         if p.endswith(" synthesis")]
             if c.get("machine"):  # curves measured since kodak_eval recorded them
                 lines.append(f"\nMeasured on {c['machine']}"
-                             + (f", {precision[0]} synthesis" if precision else "") + " (the times are this machine's)")
+                             + (f", {c['precision']} synthesis" if c.get("precision") else "")
+                             + " (the times are this machine's)")
             lines.append("")
     out = entry.card if entry else path.with_suffix(".md")
     out.write_text("\n".join(lines) + "\n")

@@ -30,7 +30,8 @@ def test_eval_writes_results_plot_and_table(tmp_path, tiny_model, photo):
     assert jpeg["bpp"] == sorted(jpeg["bpp"]) and len(jpeg["psnr"]) == len(jpeg["bpp"])
     ours = res["codecs"]["aecodec tiny-test"]
     assert ours["exact_decode"] is True and len(ours["bpp"]) == 4
-    assert ours["note"].endswith(", fp32 synthesis")  # the precision asked for, recorded
+    assert ours["precision"] == "fp32" and ours["note"].endswith(", fp32 synthesis")  # as asked for, recorded
+    assert ours["weights"] == ours["note"].split(",")[0].removeprefix("weights ")
     assert "cores" in ours["machine"] and ours["machine"] == jpeg["machine"] == res["machine"]
     assert (out / "rd.png").stat().st_size > 0 and "BD-rate" in (out / "results.md").read_text()
 
@@ -72,3 +73,16 @@ def test_aecodec_eval_runs_on_a_folder(tiny_model, photo, tmp_path):
     assert c["exact_decode"] and len(c["bpp"]) == 2 and c["bpp"][0] < c["bpp"][1]
     r = CliRunner().invoke(main, ["eval", str(tmp_path / "missing")])
     assert r.exit_code == 2
+
+
+def test_join_of_two_precisions_or_files_says_so():
+    from kodak_eval.run import CURVE_KEYS, join_curves
+
+    def curve(bpp, **kw):
+        return {**{k: [bpp] for k in CURVE_KEYS}, "settings": [bpp], **kw}
+    same = join_curves(curve(0.5, weights="ab", precision="fp32"), curve(1.0, weights="ab", precision="fp32"),
+                       [], [])[0]
+    assert same["bpp"] == [0.5, 1.0] and same["weights"] == "ab" and same["precision"] == "fp32"
+    mixed = join_curves(curve(0.5, weights="ab", precision="fp32"), curve(1.0, weights="ab", precision="bf16"),
+                        [], [])[0]
+    assert mixed["precision"] == "fp32; bf16" and mixed["weights"] == "ab"
