@@ -17,9 +17,9 @@
 #   python scripts/integerize.py W
 #   aecodec train-context --pack carry/pack.safetensors --crops-per-image C --weights W \
 #     --out OUT/context --install-only -o W -f
-# Test it here first:
-#   DEVICE=cpu PHASES="2e-4:0.1 1e-5:0.1" BATCH=2 CROP=128 CONTEXT_MINUTES=0.1 CONTEXT_STEPS=4 \
-#     CONTEXT_CROPS=1 CONTEXT_BATCH=2 OUT=/tmp/b bash scripts/gpu_burst.sh
+# Test it here first (PYTHON: the venv's, where python3 is not the 3.12 the wheels are for):
+#   PYTHON=.venv/bin/python DEVICE=cpu PHASES="2e-4:0.1 1e-5:0.1" BATCH=2 CROP=128 CONTEXT_MINUTES=0.1 \
+#     CONTEXT_STEPS=4 CONTEXT_CROPS=1 CONTEXT_BATCH=2 OUT=/tmp/b bash scripts/gpu_burst.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-cuda}
