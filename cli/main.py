@@ -581,8 +581,9 @@ def _part_run_checks(weights_path, out, output, install_only, crop, force, threa
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--crops", type=int, default=4000, show_default=True, help="Training crops coded into the bank.")
 @click.option("--crop", type=int, default=128, show_default=True)
-@click.option("--width", type=int, default=64, show_default=True)
-@click.option("--layers", type=int, default=3, show_default=True, help="Hidden 3x3 layers after the first.")
+@click.option("--width", type=int, default=None, help="Channels [64; with --init: the file's filter's].")
+@click.option("--layers", type=int, default=None,
+              help="Hidden 3x3 layers after the first [3; with --init: the file's filter's].")
 @click.option("--batch", type=int, default=16, show_default=True)
 @click.option("--minutes", type=float, default=None, help="Stop (with a checkpoint) after this long.")
 @click.option("--threads", type=int, default=1, show_default=True)

@@ -244,6 +244,11 @@ def test_init_with_more_layers_or_width_starts_from_the_grown_filter(post_model,
     ref = codec.encode(photo, quality=4, model=post_model)
     assert np.abs(res.picture.rgb.astype(int) - ref.picture.rgb.astype(int)).max() <= 1
     assert np.array_equal(codec.decode(res.data, model=dst).rgb, res.picture.rgb)
+    # --init without a shape continues the file's filter as it is
+    tp.run(dst, [data], tmp_path / "again", steps=0, init=True, output=tmp_path / "again.safetensors",
+           width=None, layers=None, **kw)
+    again = weights.load(tmp_path / "again.safetensors")
+    assert {k: getattr(again.net.post, k) for k in shape} == shape
 
 
 def test_training_refuses_a_vq_model(tmp_path, photo):

@@ -206,6 +206,11 @@ def run(weights_path, data, out: str, steps: int = PostConfig.steps, decay_at: t
     from .. import weights
     decay = tuple(decay_at) if decay_at else (int(0.8 * steps),)
     lm = weights.load(weights_path)
+    for k in ("width", "layers"):   # None: the file's filter's with ``init``, else PostConfig's
+        if config.get(k) is None:
+            config.pop(k, None)
+            if config.get("init") and lm.net.post.present:
+                config[k] = getattr(lm.net.post, k)
     pc = PostConfig(data=tuple(data), out=str(out), steps=steps, decay_at=decay,
                     key=lm.hash_for(True, False).hex(), **config)
     if lm.net.latent_kind != "scalar":
