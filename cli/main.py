@@ -571,6 +571,10 @@ def _part_run_checks(weights_path, out, output, install_only, crop, force, threa
     return tuple(int(s) for s in decay_at.split(",")) if decay_at else None
 
 
+_bank_seed = click.option("--seed", type=int, default=0, show_default=True,
+                          help="Draws the bank's crops and qualities and the batches (another cycle: a new seed).")
+
+
 @main.command("train-post")
 @click.argument("data", nargs=-1, required=True)
 @click.option("--weights", "weights_path", required=True, help="A scalar (hyperprior) model's .safetensors file.")
@@ -587,6 +591,7 @@ def _part_run_checks(weights_path, out, output, install_only, crop, force, threa
 @click.option("--batch", type=int, default=16, show_default=True)
 @click.option("--minutes", type=float, default=None, help="Stop (with a checkpoint) after this long.")
 @click.option("--threads", type=int, default=1, show_default=True)
+@_bank_seed
 @click.option("--resume", is_flag=True, help="Continue from --out's checkpoint.")
 @click.option("--init", is_flag=True, help="Start from --weights' own post-filter (continue its training; "
               "a larger --layers adds identity layers to it, a larger --width new channels that start unread).")
@@ -595,14 +600,14 @@ def _part_run_checks(weights_path, out, output, install_only, crop, force, threa
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing -o file.")
 @guarded
 def train_post(data, weights_path, out, output, steps, decay_at, lr, crops, crop, width, layers, batch, minutes,
-               threads, resume, init, install_only, force):
+               threads, seed, resume, init, install_only, force):
     """Train a scalar model's post-filter on g_s's output (the codec fixed) and install it."""
     from codec.training.post import run
     decay = _part_run_checks(weights_path, out, output, install_only, crop, force, threads, decay_at)
     try:
         report = run(weights_path, data, out, steps, decay, minutes, resume, output, install_only,
                      log=lambda msg: click.echo(msg, err=True), lr=lr, crops=crops, crop=crop, width=width,
-                     layers=layers, batch=batch, init=init)
+                     layers=layers, batch=batch, init=init, seed=seed)
     except ValueError as exc:
         raise Failure(str(exc)) from None
     click.echo(json.dumps(report))
@@ -622,6 +627,7 @@ def train_post(data, weights_path, out, output, steps, decay_at, lr, crops, crop
 @click.option("--batch", type=int, default=8, show_default=True)
 @click.option("--minutes", type=float, default=None, help="Stop (with a checkpoint) after this long.")
 @click.option("--threads", type=int, default=1, show_default=True)
+@_bank_seed
 @click.option("--resume", is_flag=True, help="Continue from --out's checkpoint (--weights may be the file an "
               "earlier checkpoint of this run was installed into: its install then records only the steps since).")
 @click.option("--install-only", is_flag=True, help="Skip training: install --out's checkpoint into -o "
@@ -629,13 +635,14 @@ def train_post(data, weights_path, out, output, steps, decay_at, lr, crops, crop
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing -o file.")
 @guarded
 def train_decoder(data, weights_path, out, output, steps, decay_at, lr, crops, crop, batch, minutes, threads,
-                  resume, install_only, force):
+                  seed, resume, install_only, force):
     """Fine-tune a scalar model's g_s and post-filter at fixed latents (every file keeps its bits) and install them."""
     from codec.training.decoder import run
     decay = _part_run_checks(weights_path, out, output, install_only, crop, force, threads, decay_at)
     try:
         report = run(weights_path, data, out, steps, decay, minutes, resume, output, install_only,
-                     log=lambda msg: click.echo(msg, err=True), lr=lr, crops=crops, crop=crop, batch=batch)
+                     log=lambda msg: click.echo(msg, err=True), lr=lr, crops=crops, crop=crop, batch=batch,
+                     seed=seed)
     except ValueError as exc:
         raise Failure(str(exc)) from None
     click.echo(json.dumps(report))

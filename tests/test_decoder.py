@@ -108,3 +108,17 @@ def test_cli_refuses_bad_runs_before_any_work(full_model, photo, tmp_path):
     assert r.exit_code != 0 and "multiple of 64" in r.output
     r = CliRunner().invoke(main, args + ["--install-only", "-o", str(tmp_path / "new.safetensors")])
     assert r.exit_code != 0 and "no checkpoint" in r.output and not (tmp_path / "run").exists()
+
+
+def test_cli_passes_the_seed_and_the_install_records_it(full_model, photo, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import main
+    dst = tmp_path / "d.safetensors"
+    big = np.tile(photo, (3, 2, 1))   # the CLI's validation crops are 192 pixels
+    args = ["train-decoder", str(photo_folder(tmp_path, big, n=2)), "--weights", str(full_model),
+            "--out", str(tmp_path / "run"), "--crop", "64", "--crops", "4", "--steps", "1", "--batch", "2",
+            "--seed", "3", "-o", str(dst)]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert weights.load(dst).meta["decoder"][-1]["seed"] == 3

@@ -184,15 +184,26 @@ def test_install_records_the_runs_settings_and_refuses_another_models_run(tiny_m
     says; a run coded for one model does not install into another."""
     data = _folder(tmp_path, photo)
     kw = dict(crops=2, crop=64, val_crops=1, val_crop=64, batch=2)
-    tp.run(tiny_model, [data], tmp_path / "run", steps=2, decay_at=(1,), lr=3e-4, **kw)
+    tp.run(tiny_model, [data], tmp_path / "run", steps=2, decay_at=(1,), lr=3e-4, seed=5, **kw)
     tp.run(tiny_model, [data], tmp_path / "run", steps=9, decay_at=(5,), install_only=True,
            output=tmp_path / "w.safetensors", **{**kw, "batch": 4})
     post = weights.load(tmp_path / "w.safetensors").meta["post"]
-    assert (post["lr"], post["decay_at"], post["batch"], post["steps"]) == (3e-4, [1], 2, 2)
+    assert (post["lr"], post["decay_at"], post["batch"], post["steps"], post["seed"]) == (3e-4, [1], 2, 2, 5)
     with pytest.raises(ValueError, match="another weights file"):
         tp.run(other_model, [data], tmp_path / "run", steps=2, install_only=True,
                output=tmp_path / "o.safetensors", **kw)
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_a_new_seed_draws_new_crops_and_the_same_seed_the_same(tiny_model, photo, tmp_path):
+    data = _folder(tmp_path, photo)
+    kw = dict(crops=6, crop=64, val_crops=1, val_crop=64, batch=2)
+    banks = []
+    for i, seed in enumerate((0, 0, 1)):
+        tp.run(tiny_model, [data], tmp_path / f"run{i}", steps=0, seed=seed, **kw)
+        banks.append(torch.load(tmp_path / f"run{i}" / "bank.pt", weights_only=True)["train"])
+    assert all(torch.equal(a, b) for a, b in zip(banks[0], banks[1]))
+    assert not torch.equal(banks[0][0], banks[2][0]) and not torch.equal(banks[0][2], banks[2][2])
 
 
 def test_init_continues_the_files_filter_and_records_it(post_model, photo, tmp_path):

@@ -170,7 +170,8 @@ def install(weights_path, dec: Decoder, dc: DecoderConfig, out_path) -> dict:
                                     else round(rec.minutes - last["run_minutes"], 1)))
     entry |= {"run": rec.run_id, "run_steps": rec.steps, "run_minutes": rec.minutes,
              "data": [str(d) for d in dc.data],
-             "crops": dc.crops, "crop": dc.crop, "batch": dc.batch, "lr": dc.lr, "decay_at": list(dc.decay_at),
+             "crops": dc.crops, "crop": dc.crop, "batch": dc.batch, "seed": dc.seed, "lr": dc.lr,
+             "decay_at": list(dc.decay_at),
              "validation_psnr_gain_db": {k: round(v, 3) for k, v in evaluate(dec, val, before).items()}}
     meta["decoder"] = meta.get("decoder", []) + [entry]   # each fine-tuning, in order
     metadata["meta"] = json.dumps(meta, sort_keys=True)

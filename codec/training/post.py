@@ -187,7 +187,7 @@ def install(weights_path, net, pf: PostFilter, pc: PostConfig, out_path) -> dict
     meta["post"] = {"steps": rec.steps, "width": pc.width, "layers": pc.layers,
                     "validation_psnr_gain_db": {k: round(v, 3) for k, v in evaluate(pf, val).items()},
                     "train_minutes": rec.minutes, "hardware": rec.hardware, "data": [str(d) for d in pc.data],
-                    "crops": pc.crops, "crop": pc.crop, "batch": pc.batch, "lr": pc.lr,
+                    "crops": pc.crops, "crop": pc.crop, "batch": pc.batch, "seed": pc.seed, "lr": pc.lr,
                     "decay_at": list(pc.decay_at)}
     if before:  # the filter this run continued, and its own history
         meta["post"]["before"] = before
