@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 
 def compress(image, quality: float = 4, model=None, max_pixels=DEFAULT_MAX_PIXELS, device=None,
-             precision=None, effort: int = 0) -> bytes:
+             precision=None, effort: int = 0, post_views: int | None = None) -> bytes:
     """Image (path, bytes, PIL image or uint8/uint16 array) -> .aec bytes.
 
     ``quality`` runs from 1 (smallest file) to 8 (best); fractional values
@@ -37,20 +37,24 @@ def compress(image, quality: float = 4, model=None, max_pixels=DEFAULT_MAX_PIXEL
     of the file will use; None picks bf16 where the CPU has it natively and
     the model has no post-filter (the default model's files are fp32).
     ``effort``: steps of encoder-side latent refinement (scalar and VQ codecs):
-    smaller files at the same quality for more encoding time."""
+    smaller files at the same quality for more encoding time.
+    ``post_views`` (1, 2, 4 or 8; None: the default, 2): how many views of
+    the picture (itself, its transpose, its mirror images...) the post-filter
+    of a model with one averages, encoder and every decoder alike: more
+    views, higher quality at the same size, slower decoding."""
     from .pipeline import encode as _encode
     return _encode(image, quality=quality, model=model, max_pixels=max_pixels, device=device,
-                   precision=precision, effort=effort).data
+                   precision=precision, effort=effort, post_views=post_views).data
 
 
 def encode(image, quality: float = 4, model=None, max_pixels=DEFAULT_MAX_PIXELS, tile: int = 1024, device=None,
-           precision=None, effort: int = 0):
+           precision=None, effort: int = 0, post_views: int | None = None):
     """Like :func:`compress` but returns an ``EncodeResult`` with the exact
     decoded picture, its PSNR and the bpp. ``tile``: tile side in pixels
     (a multiple of 64; 0 codes the whole image at once)."""
     from .pipeline import encode as _encode
     return _encode(image, quality=quality, model=model, max_pixels=max_pixels, tile=tile, device=device,
-                   precision=precision, effort=effort)
+                   precision=precision, effort=effort, post_views=post_views)
 
 
 def decompress(data: bytes, model=None, max_pixels=DEFAULT_MAX_PIXELS):

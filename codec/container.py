@@ -13,7 +13,8 @@ Layout, little-endian::
                       and in passes under the model's context model; bit 3:
                       the model's post-filter ran on the synthesis output; bit 4:
                       the synthesis ran on two row parts of each tile (else
-                      layer by layer on halves of the channels); others 0
+                      layer by layer on halves of the channels); bits 5-6:
+                      log2 of the post-filter's views (1, 2, 4 or 8); others 0
     width        I
     height       I
     quality      f    rate parameter the model was run at (float32)
@@ -55,7 +56,16 @@ FLAG_POST = 8
 #: overlapping row parts of each tile (fast.run_rows); clear: layer by layer on
 #: halves of the output channels (fast.TwoWay; earlier files)
 FLAG_ROWS = 16
-KNOWN_FLAGS = FLAG_BF16 | FLAG_Y_TABLES | FLAG_Y_CONTEXT | FLAG_POST | FLAG_ROWS
+#: flags bits 5-6: log2 of the number of views the post-filter averaged
+#: (post.VIEWS: the picture, its transpose, its mirror images, ...); 0: one
+VIEWS_SHIFT = 5
+FLAG_VIEWS = 3 << VIEWS_SHIFT
+KNOWN_FLAGS = FLAG_BF16 | FLAG_Y_TABLES | FLAG_Y_CONTEXT | FLAG_POST | FLAG_ROWS | FLAG_VIEWS
+
+
+def views_flags(views: int) -> int:
+    """The flags bits of a post-filter averaging ``views`` views (1, 2, 4 or 8)."""
+    return (views.bit_length() - 1) << VIEWS_SHIFT
 
 _FIXED = struct.Struct("<4sBHBBBBIIfH")  # magic .. tile
 _MIN_HEADER = _FIXED.size + 1 + 8 + 4 + 2 + 4 + 4
@@ -101,6 +111,11 @@ class Header:
         """How the synthesis was split across threads (flags bit 4): "rows" or "channels"."""
         return "rows" if self.flags & FLAG_ROWS else "channels"
 
+    @property
+    def post_views(self) -> int:
+        """Views of the picture the post-filter averaged (flags bits 5-6): 1, 2, 4 or 8."""
+        return 1 << ((self.flags & FLAG_VIEWS) >> VIEWS_SHIFT)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["weights"] = self.weights.hex()
@@ -108,6 +123,7 @@ class Header:
         d["context"] = self.context
         d["post"] = self.post
         d["split"] = self.split
+        d["post_views"] = self.post_views
         return d
 
 
@@ -186,6 +202,8 @@ def parse_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
         raise ContainerError(f"file uses flags {flags:#04x} this aecodec does not know; upgrade aecodec")
     if flags & FLAG_Y_CONTEXT and not (flags & FLAG_Y_TABLES and kind == 0):
         raise ContainerError("header is corrupt (context coding without a tabled scalar latent)")
+    if flags & FLAG_VIEWS and not (flags & FLAG_POST and flags & FLAG_ROWS):
+        raise ContainerError("header is corrupt (post-filter views without a row-split post-filter)")
     if width < 1 or height < 1:
         raise ContainerError(f"header claims an empty image ({width}x{height})")
     if max_pixels is not None and width * height > max_pixels:

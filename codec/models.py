@@ -178,18 +178,32 @@ class TransformCodec(CachedModule):
     def has_post(self) -> bool:
         return self.post.present
 
-    def post_filter(self, x: torch.Tensor, quality: float, split: str = "rows") -> torch.Tensor:
+    def post_filter(self, x: torch.Tensor, quality: float, split: str = "rows", views: int = 1) -> torch.Tensor:
         """Coding: the post-filter on g_s's output ``x`` (in x's dtype, exact
         on any thread count); ``split``: as tiling._synthesize -- "rows": on
         x's top and bottom halves (cut where g_s's are), "channels": layer by
-        layer on halves of the channels."""
+        layer on halves of the channels. ``views`` (rows only): the mean of
+        the filter's outputs on the first ``views`` of post.VIEWS, each cut
+        in rows as the picture is, summed in that order in float32 (and
+        returned in float32)."""
         from .fast import accelerate, run_rows, run_two_way, TwoWay
+        from .post import VIEWS
         key = f"post:{x.dtype}"
         if key not in self._cache:
             self._cache[key] = accelerate(self.post.body).to(x.dtype)
         if split == "rows":
-            return run_rows(lambda part: self.post.run(self._cache[key], part, quality), x,
-                            16 * (x.shape[2] // 32), self.post.margin)
+            def one(v):
+                return run_rows(lambda part: self.post.run(self._cache[key], part, quality), v,
+                                16 * (v.shape[2] // 32), self.post.margin)
+            if views == 1:
+                return one(x)
+            acc = None
+            for to, back in VIEWS[:views]:
+                out = back(one(to(x))).float()
+                acc = out if acc is None else acc.add_(out)
+            return acc.mul_(1.0 / views)
+        if views != 1:
+            raise ValueError("post-filter views need the row split")
         if key + ":two-way" not in self._cache:
             self._cache[key + ":two-way"] = TwoWay(self._cache[key])
         return self.post.run(lambda inp: run_two_way(self._cache[key + ":two-way"], inp), x, quality)

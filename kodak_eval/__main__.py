@@ -33,6 +33,9 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                     help="synthesis arithmetic of the models' files (auto: the encoder's default, "
                          "codec.tiling.default_precision); recorded in each curve's note")
+    ap.add_argument("--post-views", type=int, choices=(1, 2, 4, 8), default=None,
+                    help="post-filter views of the models' files (default: the encoder's); another count "
+                         "than the default is a curve of its own")
     ap.add_argument("--published", default=str(ROOT.parent / "shared/data/published_kodak_rd.json"))
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -77,7 +80,7 @@ def main(argv=None) -> int:
     qs = [float(q) for q in args.qualities.split(",") if q] or None
     if models:
         res, p = run.run_aecodec(images, models, qs, log, args.effort,
-                                  None if args.precision == "auto" else args.precision)
+                                  None if args.precision == "auto" else args.precision, args.post_views)
         codecs.update(res)
         per.update(p)
 

@@ -100,9 +100,12 @@ def run_classical(images, only=None, log=print):
     return results, per, skipped
 
 
-def run_aecodec(images, models, qualities=None, log=print, effort: int = 0, precision: str | None = None):
+def run_aecodec(images, models, qualities=None, log=print, effort: int = 0, precision: str | None = None,
+                post_views: int | None = None):
     """``precision`` None: the encoder's default for the model on this CPU
-    (codec.tiling.default_precision); the one the files record goes into each curve's note."""
+    (codec.tiling.default_precision); the one the files record goes into each
+    curve's note. ``post_views`` None: the encoder's default
+    (pipeline.DEFAULT_POST_VIEWS); another count names a curve of its own."""
     from codec import pipeline
 
     results, per = {}, {}
@@ -113,12 +116,14 @@ def run_aecodec(images, models, qualities=None, log=print, effort: int = 0, prec
             continue
         qs = qualities or sorted({lm.net.min_quality, *range(math.ceil(lm.net.min_quality), lm.config.levels + 1)})
         name = f"aecodec {lm.model_id}" + (f" effort {effort}" if effort else "")
+        if post_views not in (None, pipeline.DEFAULT_POST_VIEWS) and lm.net.has_post:
+            name += f" post views {post_views}"
         log(f"{name}: {len(qs)} qualities x {len(images)} images")
         mismatches = []
 
         def enc(img, q, lm=lm):
-            r = pipeline.encode(img, q, lm, effort=effort, precision=precision)
-            enc.last, enc.precision = r.picture.rgb, r.header.precision
+            r = pipeline.encode(img, q, lm, effort=effort, precision=precision, post_views=post_views)
+            enc.last, enc.precision, enc.views = r.picture.rgb, r.header.precision, r.header.post_views
             return r.data
 
         def dec(data, lm=lm):
@@ -134,8 +139,9 @@ def run_aecodec(images, models, qualities=None, log=print, effort: int = 0, prec
         weights = lm.hash_for(context, post).hex()
         results[name].update(source="measured", exact_decode=not mismatches, machine=machine(),
                              weights=weights, precision=enc.precision,   # as the files record them
+                             post_views=enc.views,
                              note=f"weights {weights}, {lm.config.arch} N={lm.config.N} M={lm.config.M}"
-                                  + (", context model" if context else "") + (", post-filter" if post else "")
+                                  + (", context model" if context else "") + (f", post-filter ({enc.views} view{'s' * (enc.views > 1)})" if post else "")
                                   + (f", {effort} steps of encoder-side latent refinement" if effort else "")
                                   + f", {enc.precision} synthesis")
     return results, per

@@ -241,3 +241,20 @@ def test_models_says_which_file_a_shared_model_reads():
     assert "binary latent" in line and "reads hyperprior-vr.safetensors" in line
     entry = next(m for m in json.loads(run("models", "--json").stdout) if m["id"] == "binary-hp")
     assert entry["arch"] == "binarized-hyperprior" and entry["file"] == "hyperprior-vr.safetensors"
+
+
+def test_post_views_are_recorded_followed_and_refused_where_they_cannot_be(post_model, tiny_model, photo_png,
+                                                                          tmp_path):
+    f, png = tmp_path / "v.aec", tmp_path / "v.png"
+    r = run("compress", photo_png, "--model", post_model, "-o", f, "--post-views", "4")
+    assert r.exit_code == 0, r.output
+    assert json.loads(run("info", f, "--json").stdout)["post_views"] == 4
+    assert "post_views: 4" in run("info", f).stdout
+    assert run("decompress", f, "--model", post_model, "-o", png).exit_code == 0
+    from codec.container import unpack
+    assert zlib.crc32(np.asarray(Image.open(png).convert("RGB")).tobytes()) == unpack(f.read_bytes())[0].recon_crc
+    r = run("compress", photo_png, "--model", post_model, "-o", tmp_path / "x.aec", "--post-views", "3")
+    assert r.exit_code == 2 and "--post-views" in r.output and not (tmp_path / "x.aec").exists()
+    r = run("compress", photo_png, "--model", tiny_model, "-o", tmp_path / "y.aec", "--post-views", "2")
+    assert r.exit_code == 1 and one_error_line(r) and "no post-filter" in r.stderr
+    assert not (tmp_path / "y.aec").exists()

@@ -87,6 +87,21 @@ def test_unknown_flags_refused():
         container.unpack(_with_flags(sample(), 0x82))
 
 
+@pytest.mark.parametrize("views", [1, 2, 4, 8])
+def test_flags_carry_the_post_filter_views(views):
+    flags = container.FLAG_POST | container.FLAG_ROWS | container.views_flags(views)
+    header, _ = container.unpack(_with_flags(sample(), flags))
+    assert header.post_views == views and header.to_dict()["post_views"] == views
+    assert container.views_flags(views) & ~container.FLAG_VIEWS == 0
+
+
+@pytest.mark.parametrize("flags", [container.views_flags(2), container.FLAG_POST | container.views_flags(4),
+                                   container.FLAG_ROWS | container.views_flags(8)])
+def test_views_without_a_row_split_post_filter_refused(flags):
+    with pytest.raises(ContainerError, match="views without a row-split post-filter"):
+        container.unpack(_with_flags(sample(), flags))
+
+
 def test_trailing_bytes_refused():
     with pytest.raises(ContainerError, match="trailing"):
         container.unpack(sample() + b"x")

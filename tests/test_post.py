@@ -101,6 +101,65 @@ def test_decoding_in_another_process_is_bit_exact(post_model, photo, tmp_path, t
     assert decoded_elsewhere(res, post_model, tmp_path, threads)
 
 
+@pytest.mark.parametrize("views", [1, 2, 4, 8])
+def test_each_view_inverts_its_map(views):
+    from codec.post import VIEWS
+    x = torch.arange(2 * 3 * 4 * 6, dtype=torch.float32).reshape(2, 3, 4, 6)
+    to, back = VIEWS[views - 1]
+    assert torch.equal(back(to(x)), x)
+    assert len({tuple(to(x).flatten().tolist()) for to, _ in VIEWS}) == len(VIEWS)   # eight different views
+
+
+def test_views_are_flagged_change_the_pixels_and_decode_exactly(post_model, photo):
+    pics = {}
+    for views in (1, 2, 4, 8):
+        res = codec.encode(photo, quality=5, model=post_model, tile=64, post_views=views)
+        assert res.header.post_views == views == res.header.to_dict()["post_views"]
+        assert container.unpack(res.data)[0].post_views == views
+        assert np.array_equal(codec.decode(res.data, model=post_model).rgb, res.picture.rgb)
+        pics[views] = res.picture.rgb
+    assert len({p.tobytes() for p in pics.values()}) == 4
+    default = codec.encode(photo, quality=5, model=post_model, tile=64)
+    assert default.header.post_views == pipeline.DEFAULT_POST_VIEWS
+    assert np.array_equal(default.picture.rgb, pics[pipeline.DEFAULT_POST_VIEWS])
+
+
+def test_views_average_the_filter_over_the_mapped_pictures(post_model):
+    """post_filter with views = the mean of the filter run on each view,
+    mapped back (up to float rounding: the coding form cuts rows)."""
+    from codec.post import VIEWS
+    net = weights.load(post_model).net
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        want = sum(back(net.post(to(x), torch.tensor([4.0]))) for to, back in VIEWS[:4]) / 4
+    got = net.post_filter(x, 4.0, "rows", 4)
+    assert got.dtype == torch.float32 and torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got, net.post_filter(x, 4.0, "rows", 1), atol=1e-4)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_views_decode_bit_exactly_in_another_process(post_model, photo, tmp_path, threads):
+    res = codec.encode(photo, quality=3.5, model=post_model, tile=64, post_views=4)
+    assert decoded_elsewhere(res, post_model, tmp_path, threads)
+
+
+def test_a_region_of_a_file_with_views_decodes_exactly(post_model, photo):
+    res = codec.encode(photo, quality=5, model=post_model, tile=64, post_views=2)
+    part = pipeline.decode(res.data, model=post_model, region=(70, 10, 20, 50))
+    assert np.array_equal(part.rgb, res.picture.rgb[10:60, 70:90])
+
+
+def test_bad_views_are_refused(post_model, tiny_model, photo):
+    for bad in (0, 3, 16, True, 2.0, "2"):
+        with pytest.raises(ValueError, match="views must be one of 1, 2, 4, 8"):
+            codec.encode(photo, quality=5, model=post_model, post_views=bad)
+    with pytest.raises(ValueError, match="has no post-filter"):
+        codec.encode(photo, quality=5, model=tiny_model, post_views=2)
+    plain = codec.encode(photo, quality=5, model=tiny_model, post_views=1)
+    assert plain.header.post_views == 1 and not plain.header.post
+    assert codec.encode(photo, quality=5, model=tiny_model).header.flags == plain.header.flags
+
+
 def test_files_from_before_the_filter_still_decode(tmp_path, photo):
     """Adding a post-filter to a weights file keeps the hash that files coded
     without it carry, and they decode without it, as before."""

@@ -66,7 +66,7 @@ def test_synthesis_output_is_what_a_one_tile_decode_rounds(context_model, big):
 def test_files_split_by_channels_still_decode_that_way(post_model, big, monkeypatch):
     """Files written before flags bit 4 ran the synthesis layer by layer on
     halves of the channels; they decode that way, new files by row parts."""
-    new = pipeline.encode(big, 5, post_model, tile=64)
+    new = pipeline.encode(big, 5, post_model, tile=64, post_views=1)   # views need the row split
     assert new.header.split == "rows" and new.header.flags & container.FLAG_ROWS
     net = pipeline.load_model(post_model).net
     streams, recon = tiling.encode(net, big, 5.0, 64, precision=new.header.precision, y_tables=True,
