@@ -6,7 +6,7 @@ implementation of the same architecture and Pillow's JPEG / WebP / AVIF.
 For the scalar models (the default, and binary-hp on its weights), decode
 time is split into entropy decoding (constriction: z and y streams) and
 transforms (h_s: integer layers where the model has them, else float64; g_s;
-the post-filter, where the file has one),
+the post-filter, where the file has one, over the file's views),
 tile by tile as the decoder runs them, and the synthesis is timed again
 split as files before flags bit 4 were (by channels, layer by layer); the other shipped codecs (VQ, binary)
 are timed in total. CompressAI's reference (``MeanScaleHyperprior`` with
@@ -47,9 +47,10 @@ def _best(fn, repeat):
     return best, out
 
 
-def bench_aecodec(lm, img, repeat, quality=4.0, precision="fp32"):
+def bench_aecodec(lm, img, repeat, quality=4.0, precision="fp32", post_views=None):
     net = lm.net
-    enc_s, res = _best(lambda: pipeline.encode(img, quality, lm, precision=precision), repeat)
+    enc_s, res = _best(lambda: pipeline.encode(img, quality, lm, precision=precision, post_views=post_views),
+                       repeat)
     dec_s, _ = _best(lambda: pipeline.decode(res.data, lm), repeat)
     if not hasattr(net, "_tile_params"):  # the discrete codecs: totals only
         return {"encode_s": enc_s, "decode_s": dec_s, "bpp": res.bpp, "psnr": res.psnr}
@@ -72,18 +73,21 @@ def bench_aecodec(lm, img, repeat, quality=4.0, precision="fp32"):
                 dt, y_hat = _best(lambda: net.latent.y.decompress(data, scales, means, scheme), repeat)
             t["y_decode"] += dt
             y_in[y_slice(r)] = (y_hat * state["g"]["y_inv"].double()).float()
-        def synth(post, split=header.split):
+        def synth(post, split=header.split, views=header.post_views):
             return tiling._synthesize(net, y_in, (hp, wp), header.tile * 64, precision=precision, post=post,
-                                      split=split)
+                                      split=split, post_views=views)
         t["g_s"], _ = _best(lambda: synth(None), repeat)
         # the post-filter: g_s with it, less g_s alone
         whole, _ = _best(lambda: synth(quality if header.post else None), repeat)
         t["post"] = max(whole - t["g_s"], 0.0) if header.post else 0.0
-        # the same synthesis split as files before flags bit 4 were (each layer by halves of its channels)
-        legacy, _ = _best(lambda: synth(quality if header.post else None, "channels"), repeat)
+        # one view, cut in row parts, and the same split as files before flags bit 4 were (each
+        # layer by halves of its channels, one view)
+        one_view = whole if header.post_views == 1 else _best(lambda: synth(quality, views=1), repeat)[0]
+        legacy, _ = _best(lambda: synth(quality if header.post else None, "channels", 1), repeat)
     return {"encode_s": enc_s, "decode_s": dec_s, "entropy_decode_s": t["z_decode"] + t["y_decode"],
             "transform_decode_s": t["h_s"] + t["g_s"] + t["post"], "h_s_s": t["h_s"], "g_s_s": t["g_s"],
-            "post_s": t["post"], "synthesis_s": whole, "synthesis_channels_split_s": legacy,
+            "post_s": t["post"], "synthesis_s": whole, "synthesis_one_view_s": one_view,
+            "synthesis_channels_split_s": legacy, "post_views": header.post_views,
             "bpp": res.bpp, "psnr": res.psnr}
 
 
@@ -157,6 +161,8 @@ def main() -> None:
     ap.add_argument("--throughput", type=int, default=8,
                     help="images of Kodak for the batch-compress throughput rows (0: skip)")
     ap.add_argument("--json", default=str(ROOT / "benchmarks/results/speed.json"))
+    ap.add_argument("--post-views", type=int, choices=(1, 2, 4, 8), default=None,
+                    help="post-filter views of the compared model's files (default: the encoder's)")
     ap.add_argument("--markdown", action="store_true", help="also print the rows as the README's Markdown table")
     a = ap.parse_args()
     lm = pipeline.load_model(a.model)
@@ -176,7 +182,9 @@ def main() -> None:
         mp = img.shape[0] * img.shape[1] / 1e6
         for threads in [int(t) for t in a.threads.split(",")]:
             torch.set_num_threads(threads)
-            entries = {f"aecodec {lm.model_id} {p}": bench_aecodec(lm, img, a.repeat, precision=p)
+            views = f" {a.post_views} views" if a.post_views and lm.net.has_post else ""
+            entries = {f"aecodec {lm.model_id} {p}{views}": bench_aecodec(lm, img, a.repeat, precision=p,
+                                                                          post_views=a.post_views)
                        for p in precisions}
             entries |= {f"compressai MeanScaleHyperprior({lm.config.N},{lm.config.M}) reference":
                            bench_compressai(lm.config, img, a.repeat)}
@@ -204,8 +212,11 @@ def main() -> None:
                   f"{r['decode_s']:.3f}{parts} |")
     for r in rows:
         if "synthesis_channels_split_s" in r:
+            views = (f" ({r['post_views']} post-filter views; {r['synthesis_one_view_s']:.3f} s with one)"
+                     if r["post_views"] > 1 else "")
             print(f"{r['codec']} on {r['image']}, {r['threads']} thread(s): synthesis {r['synthesis_s']:.3f} s cut "
-                  f"in row parts (new files), {r['synthesis_channels_split_s']:.3f} s split by channels (earlier files)")
+                  f"in row parts{views}, {r['synthesis_channels_split_s']:.3f} s split by channels with one view "
+                  f"(files before flags bit 4)")
     ratios = []
     for r in rows:
         ref = [c for c in rows if c["codec"].startswith("compressai") and c["image"] == r["image"]

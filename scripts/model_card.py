@@ -295,6 +295,8 @@ def main() -> None:
             if c.get("machine"):  # curves measured since kodak_eval recorded them
                 lines.append(f"\nMeasured on {c['machine']}"
                              + (f", {c['precision']} synthesis" if c.get("precision") else "")
+                             + (f", the post-filter averaged over {c['post_views']} views"
+                                if (c.get("post_views") or 1) > 1 else "")
                              + " (the times are this machine's)")
             lines.append("")
     out = entry.card if entry else path.with_suffix(".md")
