@@ -55,7 +55,8 @@ def _save(im: Image.Image, fp, filename) -> None:
     from .pipeline import encode
 
     info = im.encoderinfo
-    data = encode(im, quality=info.get("quality", 4), model=info.get("model")).data
+    data = encode(im, quality=info.get("quality", 4), model=info.get("model"),
+                  effort=info.get("effort", 0), post_views=info.get("post_views")).data
     fp.write(data)
 
 

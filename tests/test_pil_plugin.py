@@ -14,6 +14,13 @@ def test_open_decodes_and_save_encodes(tiny_model, photo, tmp_path):
         assert im.format == "AEC" and im.size == (96, 80) and im.mode == "RGB"
 
 
+def test_save_passes_post_views_and_effort(post_model, photo, tmp_path):
+    f = tmp_path / "v.aec"
+    Image.fromarray(photo).save(f, quality=5, model=str(post_model), post_views=4, effort=1)
+    want = codec.encode(photo, quality=5, model=post_model, post_views=4, effort=1)
+    assert codec.read_header(f.read_bytes()).post_views == 4 and f.read_bytes() == want.data
+
+
 def test_open_matches_library_decode(tiny_model, photo, tmp_path, monkeypatch):
     from codec import pipeline
     f = tmp_path / "x.aec"
