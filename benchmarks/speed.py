@@ -182,10 +182,9 @@ def main() -> None:
         mp = img.shape[0] * img.shape[1] / 1e6
         for threads in [int(t) for t in a.threads.split(",")]:
             torch.set_num_threads(threads)
-            views = f" {a.post_views} views" if a.post_views and lm.net.has_post else ""
-            entries = {f"aecodec {lm.model_id} {p}{views}": bench_aecodec(lm, img, a.repeat, precision=p,
-                                                                          post_views=a.post_views)
-                       for p in precisions}
+            views = a.post_views if lm.net.has_post else None   # a model without a filter has no views to set
+            entries = {f"aecodec {lm.model_id} {p}" + (f" {views} views" if views else ""):
+                       bench_aecodec(lm, img, a.repeat, precision=p, post_views=views) for p in precisions}
             entries |= {f"compressai MeanScaleHyperprior({lm.config.N},{lm.config.M}) reference":
                            bench_compressai(lm.config, img, a.repeat)}
             entries |= {f"aecodec {o.model_id} {precisions[-1]}": bench_aecodec(o, img, a.repeat, precision=precisions[-1])

@@ -116,13 +116,14 @@ def run_aecodec(images, models, qualities=None, log=print, effort: int = 0, prec
             continue
         qs = qualities or sorted({lm.net.min_quality, *range(math.ceil(lm.net.min_quality), lm.config.levels + 1)})
         name = f"aecodec {lm.model_id}" + (f" effort {effort}" if effort else "")
-        if post_views not in (None, pipeline.DEFAULT_POST_VIEWS) and lm.net.has_post:
-            name += f" post views {post_views}"
+        views = post_views if lm.net.has_post else None   # a model without a filter has no views to set
+        if views not in (None, pipeline.DEFAULT_POST_VIEWS):
+            name += f" post views {views}"
         log(f"{name}: {len(qs)} qualities x {len(images)} images")
         mismatches = []
 
-        def enc(img, q, lm=lm):
-            r = pipeline.encode(img, q, lm, effort=effort, precision=precision, post_views=post_views)
+        def enc(img, q, lm=lm, views=views):
+            r = pipeline.encode(img, q, lm, effort=effort, precision=precision, post_views=views)
             enc.last, enc.precision, enc.views = r.picture.rgb, r.header.precision, r.header.post_views
             return r.data
 

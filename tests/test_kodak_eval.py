@@ -36,7 +36,7 @@ def test_eval_writes_results_plot_and_table(tmp_path, tiny_model, photo):
     assert (out / "rd.png").stat().st_size > 0 and "BD-rate" in (out / "results.md").read_text()
 
 
-def test_post_views_other_than_the_default_are_a_curve_of_their_own(tmp_path, post_model, photo):
+def test_post_views_other_than_the_default_are_a_curve_of_their_own(tmp_path, post_model, tiny_model, photo):
     from codec.pipeline import DEFAULT_POST_VIEWS
     from kodak_eval.__main__ import main
     data = tmp_path / "imgs"
@@ -45,10 +45,12 @@ def test_post_views_other_than_the_default_are_a_curve_of_their_own(tmp_path, po
     curves = {}
     for views in (None, 4):
         out = tmp_path / f"res{views}"
-        args = ["--data", str(data), "--out", str(out), "--no-classical", "--models", str(post_model),
+        args = ["--data", str(data), "--out", str(out), "--no-classical", "--models", f"{post_model},{tiny_model}",
                 "--qualities", "2,6", "--published", "none"] + (["--post-views", str(views)] if views else [])
         assert main(args) == 0
         curves.update(json.loads((out / "results.json").read_text())["codecs"])
+    # a model without a post-filter is measured as it is, under its own name, whatever the views asked for
+    assert curves["aecodec tiny-test"]["post_views"] == 1 and "aecodec tiny-test post views 4" not in curves
     default, four = curves["aecodec tiny-post"], curves["aecodec tiny-post post views 4"]
     assert default["post_views"] == DEFAULT_POST_VIEWS and f"post-filter ({DEFAULT_POST_VIEWS} views)" in default["note"]
     assert four["post_views"] == 4 and "post-filter (4 views)" in four["note"]
